@@ -1,0 +1,3 @@
+from comfyfleet.cli import main
+
+main()

@@ -1,0 +1,14 @@
+"""The `comfyfleet` command. Each sub-command lives in its own module and registers itself
+on `app`; only this package wires roles together."""
+
+from __future__ import annotations
+
+from comfyfleet.cli import balancer, node, sim, submit, up, version  # noqa: F401  (registration)
+from comfyfleet.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,66 @@
+"""Options shared by several commands, each with its env-var twin. The seed's names
+(SERVICE_HOST, SERVICE_PORT, REDIS_HOST, ...) are accepted as second env vars."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from comfyfleet.config import LogConfig, RedisConfig, redis_url_from_parts
+
+Host = Annotated[
+    str, typer.Option("--host", envvar=["COMFYFLEET_HOST", "SERVICE_HOST"], help="Bind address.")
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis-url", envvar="REDIS_URL", help="redis://[:password@]host:port/db"),
+]
+RedisHost = Annotated[
+    str | None, typer.Option("--redis-host", envvar="REDIS_HOST", help="Seed-style Redis host.")
+]
+RedisPort = Annotated[
+    int | None, typer.Option("--redis-port", envvar="REDIS_PORT", help="Seed-style Redis port.")
+]
+RedisPassword = Annotated[
+    str | None,
+    typer.Option("--redis-password", envvar="REDIS_PASSWORD", help="Seed-style Redis password."),
+]
+RedisDb = Annotated[
+    int | None, typer.Option("--redis-db", envvar="REDIS_DB", help="Seed-style Redis db number.")
+]
+Namespace = Annotated[
+    str,
+    typer.Option("--namespace", envvar="COMFYFLEET_NAMESPACE", help="Redis key prefix."),
+]
+Logdy = Annotated[
+    str | None,
+    typer.Option("--logdy", envvar="LOGDY_ADDR", help="Send JSON log lines to Logdy at HOST:PORT."),
+]
+LogLevel = Annotated[
+    str, typer.Option("--log-level", envvar="COMFYFLEET_LOG_LEVEL", help="debug|info|warning")
+]
+Username = Annotated[
+    str | None, typer.Option("--username", envvar="API_USERNAME", help="Basic-auth user.")
+]
+Password = Annotated[
+    str | None,
+    typer.Option(
+        "--password", envvar="API_PASSWORD", help="Basic-auth password.", show_default=False
+    ),
+]
+
+
+def redis_config(
+    url: str | None,
+    host: str | None,
+    port: int | None,
+    password: str | None,
+    db: int | None,
+    namespace: str,
+) -> RedisConfig:
+    return RedisConfig(url=redis_url_from_parts(url, host, port, password, db), namespace=namespace)
+
+
+def log_config(level: str, logdy: str | None) -> LogConfig:
+    return LogConfig(level=level, logdy=logdy)

@@ -1,0 +1,137 @@
+"""Configuration, read in one place.
+
+CLI options (each with an env-var twin, declared in `cli/options.py`) feed these frozen
+models; nothing else in the package reads the environment. The seed's variable names
+(API_USERNAME, API_PASSWORD, SERVICE_HOST, SERVICE_PORT, REDIS_HOST, REDIS_PORT,
+REDIS_PASSWORD, REDIS_DB) keep working beside REDIS_URL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from comfyfleet.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def redis_url_from_parts(
+    url: str | None,
+    host: str | None = None,
+    port: int | None = None,
+    password: str | None = None,
+    db: int | None = None,
+) -> str:
+    """REDIS_URL wins; else the seed's REDIS_HOST/PORT/PASSWORD/DB parts; else the default."""
+    if url:
+        return url
+    if host is None and port is None and password is None and db is None:
+        return DEFAULT_REDIS_URL
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host or '127.0.0.1'}:{port or 6379}/{db or 0}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[v6]:PORT`) into its parts; a clear ConfigError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class RedisConfig(_Frozen):
+    url: str = DEFAULT_REDIS_URL
+    # Every key starts with "{namespace}" -- the braces make it a Redis Cluster hash tag so
+    # the whole key space sits in one slot and multi-key Lua scripts stay legal.
+    namespace: str = Field(default="comfyfleet", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @property
+    def redacted(self) -> str:
+        return redact_url(self.url)
+
+
+class LogConfig(_Frozen):
+    level: str = "info"
+    # Logdy's TCP socket as HOST:PORT; None means stdout only.
+    logdy: str | None = None
+
+    @field_validator("logdy")
+    @classmethod
+    def _check_logdy(cls, value: str | None) -> str | None:
+        if value:
+            parse_host_port(value)
+        return value or None
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    # Allow binding beyond loopback without credentials (explicit opt-out).
+    insecure: bool = False
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+
+class BalancerConfig(_Frozen):
+    server: ServerConfig = ServerConfig(port=7999)
+    redis: RedisConfig = RedisConfig()
+    log: LogConfig = LogConfig()
+    # Extra workflow folder published beside the built-in ones (None: built-ins only).
+    workflows_dir: str | None = None
+
+
+class NodeConfig(_Frozen):
+    server: ServerConfig = ServerConfig(port=8101)
+    redis: RedisConfig = RedisConfig()
+    log: LogConfig = LogConfig()
+    comfy_url: str = "http://127.0.0.1:8188"
+    node_id: str | None = None
+    # Jobs kept queued inside ComfyUI beyond the one running, so the GPU never idles.
+    prefetch: int = Field(default=1, ge=0, le=16)
+
+
+class SimConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8188, ge=0, le=65535)
+    log: LogConfig = LogConfig()
+    # Simulated time per executed node and per sampler step, in milliseconds.
+    node_ms: float = Field(default=5.0, ge=0)
+    step_ms: float = Field(default=2.0, ge=0)
+    # Model inventory: folder name -> file names (e.g. checkpoints -> [a.safetensors]).
+    models: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Where outputs, inputs and temp files live (None: a fresh temp dir).
+    data_dir: str | None = None
+
+
+def parse_models(specs: list[str]) -> dict[str, tuple[str, ...]]:
+    """`--models checkpoints=a.safetensors,b.safetensors` (repeatable) into a mapping."""
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        folder, sep, files = spec.partition("=")
+        if not sep or not folder.strip():
+            raise ConfigError(f"--models expects FOLDER=FILE[,FILE...], got {spec!r}")
+        names = tuple(f.strip() for f in files.split(",") if f.strip())
+        out[folder.strip()] = out.get(folder.strip(), ()) + names
+    return out
