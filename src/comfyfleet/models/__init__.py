@@ -1,0 +1,1 @@
+"""Pure data models shared by every role. No I/O imports here."""
