@@ -5,15 +5,20 @@ whole key space of one fleet sits in one slot and multi-key Lua scripts stay leg
 
 key                        type   TTL             written by
 {ns}:job:<id>              HASH   retention, once terminal enqueue/claim/... scripts
-{ns}:jobs                  ZSET   -               enqueue (score created_ms); listing index
+{ns}:jobs                  ZSET   -               enqueue (score seq); listing index, newest last;
+                                                  entries of expired jobs removed when listed
+{ns}:jobs:<status>         ZSET   -               every job script (score seq): listing by status
 {ns}:queue:<pool>          ZSET   -               enqueue/requeue (score priority+seq), claim pops
-{ns}:delayed               ZSET   -               fail with backoff (score ready ms); claim promotes
-{ns}:running               ZSET   -               claim (score lease deadline ms); reaper scans
+{ns}:delayed               ZSET   -               fail with backoff (score ready ms); claim and
+                                                  the reaper promote due ones to their queue
+{ns}:running               ZSET   -               claim/renew (score lease deadline ms); reaper
 {ns}:owned:<node>          SET    -               claim adds, finish removes: a node's jobs
 {ns}:seq                   STRING -               enqueue INCR: FIFO sequence
 {ns}:idem:<key>            STRING idempotency TTL enqueue: idempotency key -> job id
-{ns}:events:<id>           STREAM retention       every script + node progress; capped
-{ns}:wake                  PUBSUB -               enqueue/requeue publish; nodes wake (hint only)
+{ns}:events:<id>           STREAM retention, once every script + node progress; capped (MAXLEN ~)
+                                  terminal
+{ns}:wake                  PUBSUB -               enqueue/requeue/retry/release/promotion
+                                                  publish; idle nodes wake (hint only)
 {ns}:cancel                PUBSUB -               cancel of a running job publishes the id (hint)
 {ns}:node:<id>             HASH   heartbeat TTL   node heartbeat (status, inventory, load)
 {ns}:nodes                 ZSET   -               heartbeat (score last-seen ms)
@@ -21,7 +26,9 @@ key                        type   TTL             written by
 {ns}:workflow:<name>       HASH   -               publish: version -> template JSON, "current"
 {ns}:workflows             HASH   -               publish: name -> current version
 {ns}:result:<job>:<index>  STRING result TTL      node: output bytes
-{ns}:stats                 HASH   -               counters (enqueued, succeeded, failed, retries)
+{ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
+                                                  succeeded, failed, cancelled, retried,
+                                                  expired, released, stale)
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class Keys:
     @property
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
+
+    def jobs_by_status(self, status: str) -> str:
+        """The listing index of the jobs in one status (a JobStatus value)."""
+        return f"{self.prefix}:jobs:{status}"
 
     def queue(self, pool: str) -> str:
         return f"{self.prefix}:queue:{pool}"

@@ -1,0 +1,185 @@
+"""Per-job event logs (Redis streams) and the wake-up hint listener (pub/sub).
+
+An event is a stream entry with two fields: `type` (e.g. "state", "lease",
+"cancel_requested", "progress") and `data`, a JSON object. Readers get it back flattened as
+`{"type": ..., **data}` beside its stream id, which is the replay cursor (`Last-Event-ID`).
+The log is the record; pub/sub only wakes idle readers early and may lose messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from comfyfleet.errors import NotFound
+from comfyfleet.store.connect import SOCKET_TIMEOUT_S
+from comfyfleet.store.keys import Keys
+
+log = structlog.get_logger(__name__)
+
+# A blocking XREAD is cut into slices shorter than the socket timeout (ms), so a long wait
+# is never mistaken for a dead connection.
+BLOCK_SLICE_MS = int(SOCKET_TIMEOUT_S * 1000) // 2
+# How far back `last` looks for an event of one type (entries).
+LAST_EVENT_SCAN = 50
+# How long one pub/sub read waits before looping (s): bounds how late a close is noticed,
+# not how late a message is seen (a message wakes the read at once).
+PUBSUB_READ_S = 1.0
+RESUBSCRIBE_BACKOFF_S = (0.05, 2.0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_event(fields: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """A stream entry's fields as one flat event dict (`type` wins over a data key)."""
+    raw = {_text(k): _text(v) for k, v in (fields or {}).items()}
+    data = orjson.loads(raw["data"]) if raw.get("data") else {}
+    return {**data, "type": raw.get("type", "")}
+
+
+class EventLog:
+    """Append to and read the capped, replayable event stream of each job."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, maxlen: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.maxlen = maxlen
+
+    async def append(self, job_id: str, kind: str, data: Mapping[str, Any]) -> str:
+        """Append one event; returns its stream id. NotFound once the job's log is gone
+        (never created, or expired with the finished job) -- it is not recreated."""
+        entry_id = await self.redis.xadd(
+            self.keys.events(job_id),
+            {"type": kind, "data": orjson.dumps(dict(data))},
+            maxlen=self.maxlen,
+            approximate=True,
+            nomkstream=True,
+        )
+        if entry_id is None:
+            raise NotFound(f"no event log for job {job_id!r}", job_id=job_id)
+        return _text(entry_id)
+
+    async def read(
+        self, job_id: str, *, after: str, count: int, block_ms: int | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `count` events after stream id `after` ("0": from the start), oldest first.
+        With `block_ms` (ms), wait that long for a first event when none is there yet;
+        None or 0: return at once."""
+        key = self.keys.events(job_id)
+        if not block_ms:
+            return self._entries(await self.redis.xread({key: after}, count=count))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_ms / 1000
+        while True:
+            left_ms = int((deadline - loop.time()) * 1000)
+            if left_ms <= 0:
+                return []
+            reply = await self.redis.xread(
+                {key: after}, count=count, block=min(left_ms, BLOCK_SLICE_MS)
+            )
+            if reply:
+                return self._entries(reply)
+
+    async def last(self, job_id: str, kind: str) -> dict[str, Any] | None:
+        """The newest event of type `kind` among the last LAST_EVENT_SCAN events, or None."""
+        entries = await self.redis.xrevrange(self.keys.events(job_id), count=LAST_EVENT_SCAN)
+        for _entry_id, fields in entries or []:
+            event = decode_event(fields)
+            if event["type"] == kind:
+                return event
+        return None
+
+    @staticmethod
+    def _entries(reply: Any) -> list[tuple[str, dict[str, Any]]]:
+        if not reply:
+            return []
+        _stream, entries = reply[0]
+        return [(_text(entry_id), decode_event(fields)) for entry_id, fields in entries]
+
+
+class WakeListener:
+    """Keeps one pub/sub subscription to the wake channel and remembers that a hint came.
+
+    The flag survives between waits, so a hint that lands while the caller is busy claiming
+    still cuts its next wait short (at worst one extra, empty claim). A lost subscription is
+    re-made with backoff; the waits in between fall back to their timeouts.
+    """
+
+    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self._hint = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float | None = None) -> bool:
+        """Subscribe (once) and wait up to `timeout_s` (s; None: no limit) until the
+        subscription is active. True when it is."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"wake:{self.channel}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+        return self._subscribed.is_set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True as soon as a hint has arrived (now or since the last wait); False after
+        `timeout_s` (s) without one."""
+        if self._hint.is_set():
+            self._hint.clear()
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        await self.start(timeout_s)
+        try:
+            await asyncio.wait_for(self._hint.wait(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return False
+        self._hint.clear()
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff, cap = RESUBSCRIBE_BACKOFF_S
+        delay, first = backoff, True
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=PUBSUB_READ_S)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe":
+                        self._subscribed.set()
+                        delay = backoff
+                        if not first:
+                            # Hints may have been lost while we were away: look once.
+                            self._hint.set()
+                        first = False
+                    elif msg["type"] == "message":
+                        self._hint.set()
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                log.warning("wake_subscription_lost", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, cap)
+            finally:
+                # PubSub.aclose is untyped in redis-py; give it its (known) type.
+                close: Callable[[], Awaitable[None]] = pubsub.aclose
+                with contextlib.suppress(RedisError, OSError):
+                    await close()

@@ -1,0 +1,423 @@
+"""The job store: every job state change as one Lua script (see `store/lua/`), plus the
+reads the balancer and nodes need.
+
+Leases: `claim` records owner + deadline (now + lease_ms); only that owner may `renew`,
+`complete`, `fail`, `release` or `finish_cancelled`, and only while the job runs. Once the
+deadline passes, `requeue_expired` (the reaper) takes the job back; a late write by the old
+owner is then refused with NotOwner (or InvalidTransition once the job has finished), so the
+visible outcome is decided exactly once. All times come from the injected Clock (ms).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from comfyfleet.clock import SYSTEM_CLOCK, Clock
+from comfyfleet.config import RedisConfig
+from comfyfleet.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from comfyfleet.models.job import (
+    DEFAULT_POOL,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Job,
+    JobError,
+    JobSpec,
+    JobStatus,
+    OutputRef,
+)
+from comfyfleet.store.connect import connect
+from comfyfleet.store.events import EventLog, WakeListener
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import (
+    COUNTERS,
+    STATUS_ORDER,
+    Scripts,
+    fields_of,
+    guarded,
+    job_of,
+    refusal,
+    text,
+)
+
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+DEFAULT_EVENTS_MAXLEN = 1000
+# Most due delayed jobs one claim or reaper pass moves back to their queues.
+PROMOTE_LIMIT = 1000
+# One list_jobs call reads the index at most this many times to fill a page whose entries
+# turned out to be expired jobs.
+LIST_ROUNDS = 4
+MAX_PAGE = 1000
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class JobStore:
+    """Jobs, queues, leases and events in Redis. Times in ms unless a name says `_s`."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+        idempotency_ttl_ms: int = DEFAULT_IDEMPOTENCY_TTL_MS,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.retention_ms = retention_ms
+        self.idempotency_ttl_ms = idempotency_ttl_ms
+        self.events_maxlen = events_maxlen
+        self._scripts = Scripts(redis)
+        self._events = EventLog(redis, keys, maxlen=events_maxlen)
+        self._wake = WakeListener(redis, keys.wake_channel)
+        self._status_keys = [keys.jobs_by_status(s) for s in STATUS_ORDER]
+        self._owns_client = False
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: RedisConfig,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+        idempotency_ttl_ms: int = DEFAULT_IDEMPOTENCY_TTL_MS,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    ) -> JobStore:
+        """A store with a client of its own (see `connect`), which `close` closes."""
+        store = cls(
+            connect(cfg),
+            Keys(cfg.namespace),
+            clock,
+            retention_ms=retention_ms,
+            idempotency_ttl_ms=idempotency_ttl_ms,
+            events_maxlen=events_maxlen,
+        )
+        store._owns_client = True
+        return store
+
+    async def close(self) -> None:
+        """Stop the wake-up listener; close the client only if `from_config` made it."""
+        await self._wake.close()
+        if self._owns_client:
+            await self.redis.aclose()
+
+    # -- state changes: one script each -------------------------------------------------
+
+    @guarded
+    async def enqueue(
+        self, spec: JobSpec, *, job_id: str | None = None, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Queue a new job; returns (job, created). A known `idempotency_key` (within the
+        idempotency TTL) returns the job it created before, with created=False."""
+        if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
+            raise ValidationFailed(
+                f"priority {spec.priority} outside {MIN_PRIORITY}..{MAX_PRIORITY}",
+                field="priority",
+            )
+        job_id = job_id or uuid.uuid4().hex
+        if not _JOB_ID.match(job_id):
+            raise ValidationFailed(f"invalid job id {job_id!r}", field="job_id")
+        now = self.clock.now_ms()
+        job = Job(
+            id=job_id,
+            created_ms=now,
+            updated_ms=now,
+            idempotency_key=idempotency_key,
+            **spec.model_dump(),
+        )
+        flat = [item for pair in job.to_fields().items() for item in pair]
+        keys = [
+            *self._status_keys,
+            self.keys.job(job_id),
+            self.keys.jobs,
+            self.keys.queue(spec.pool),
+            self.keys.seq,
+            self.keys.events(job_id),
+            self.keys.stats,
+        ]
+        if idempotency_key is not None:
+            keys.append(self.keys.idempotency(idempotency_key))
+        args: list[str | int] = [now, job_id, self.idempotency_ttl_ms, self.events_maxlen]
+        args += [self.keys.wake_channel, self.keys.job_prefix(), *flat]
+        reply = await self._scripts.run("enqueue", keys, args)
+        if text(reply[0]) == "conflict":
+            raise Conflict(f"job id {job_id!r} is taken", job_id=job_id)
+        return job_of(reply[1]), text(reply[0]) == "ok"
+
+    @guarded
+    async def claim(
+        self,
+        node_id: str,
+        *,
+        pools: Sequence[str] = (DEFAULT_POOL,),
+        capacity: int = 1,
+        lease_ms: int,
+    ) -> list[Job]:
+        """Lease up to `capacity` jobs to `node_id` for `lease_ms` ms: best priority first,
+        then oldest, across `pools`. Due delayed jobs are promoted first. [] when idle."""
+        if lease_ms <= 0:
+            raise ValueError("lease_ms must be positive")
+        if capacity <= 0 or not pools:
+            return []
+        keys = [
+            *self._status_keys,
+            self.keys.running,
+            self.keys.delayed,
+            self.keys.owned(node_id),
+            self.keys.stats,
+            *(self.keys.queue(pool) for pool in dict.fromkeys(pools)),
+        ]
+        args: list[str | int] = [
+            self.clock.now_ms(),
+            node_id,
+            capacity,
+            lease_ms,
+            self.events_maxlen,
+        ]
+        args += [self.keys.job_prefix(), self.keys.events_prefix(), self.keys.queue_prefix()]
+        args += [PROMOTE_LIMIT, self.keys.wake_channel]
+        reply = await self._scripts.run("claim", keys, args)
+        return [job_of(fields) for fields in reply]
+
+    @guarded
+    async def renew(self, job_id: str, node_id: str, *, lease_ms: int) -> bool:
+        """Push the lease deadline to now + `lease_ms` ms. False when `node_id` does not
+        hold the lease of a running job (lost it, or the job ended): stop working on it."""
+        keys = [*self._status_keys, self.keys.job(job_id), self.keys.running]
+        keys.append(self.keys.events(job_id))
+        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, lease_ms, self.events_maxlen]
+        return int(await self._scripts.run("renew", keys, args)) == 1
+
+    @guarded
+    async def complete(self, job_id: str, node_id: str, outputs: Sequence[OutputRef]) -> Job:
+        """The owner records success. NotOwner / InvalidTransition (finished) / NotFound."""
+        payload = orjson.dumps([o.model_dump(mode="json") for o in outputs]).decode()
+        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, payload, self.retention_ms]
+        args.append(self.events_maxlen)
+        reply = await self._scripts.run("complete", self._owner_keys(job_id, node_id), args)
+        return self._answer(reply, job_id, node_id)
+
+    @guarded
+    async def fail(self, job_id: str, node_id: str, error: JobError, *, backoff_ms: int = 0) -> Job:
+        """The owner reports a failed attempt. Retryable with attempts left: queued again at
+        its place, claimable from now + `backoff_ms` ms. Else failed. Cancel requested:
+        cancelled. Same refusals as `complete`."""
+        if error.node_id is None:
+            error = error.model_copy(update={"node_id": node_id})
+        keys = self._owner_keys(job_id, node_id)
+        keys += [self.keys.queue(await self._pool_of(job_id)), self.keys.delayed]
+        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, error.model_dump_json()]
+        args += ["1" if error.retryable else "0", max(0, backoff_ms), self.retention_ms]
+        args += [self.events_maxlen, self.keys.wake_channel]
+        return self._answer(await self._scripts.run("fail", keys, args), job_id, node_id)
+
+    @guarded
+    async def release(self, job_id: str, node_id: str) -> Job:
+        """The owner hands the job back untried: queued at its place, attempt not counted
+        (cancelled instead if a cancel was requested). Same refusals as `complete`."""
+        keys = self._owner_keys(job_id, node_id)
+        keys.append(self.keys.queue(await self._pool_of(job_id)))
+        args: list[str | int] = [
+            self.clock.now_ms(),
+            job_id,
+            node_id,
+            self.retention_ms,
+            self.events_maxlen,
+        ]
+        args.append(self.keys.wake_channel)
+        return self._answer(await self._scripts.run("release", keys, args), job_id, node_id)
+
+    @guarded
+    async def cancel(self, job_id: str) -> Job:
+        """Queued or backing off: cancelled now. Running: `cancel_requested` set and the id
+        published on `keys.cancel_channel`; the owner stops and calls `finish_cancelled`.
+        Finished: returned unchanged. NotFound for an unknown job."""
+        keys = [
+            *self._status_keys,
+            self.keys.job(job_id),
+            self.keys.queue(await self._pool_of(job_id)),
+            self.keys.delayed,
+            self.keys.events(job_id),
+            self.keys.stats,
+        ]
+        args: list[str | int] = [self.clock.now_ms(), job_id, self.retention_ms, self.events_maxlen]
+        args.append(self.keys.cancel_channel)
+        return self._answer(await self._scripts.run("cancel", keys, args), job_id, None)
+
+    @guarded
+    async def finish_cancelled(self, job_id: str, node_id: str) -> Job:
+        """The owner reports the job stopped: running -> cancelled."""
+        args: list[str | int] = [
+            self.clock.now_ms(),
+            job_id,
+            node_id,
+            self.retention_ms,
+            self.events_maxlen,
+        ]
+        keys = self._owner_keys(job_id, node_id)
+        return self._answer(
+            await self._scripts.run("finish_cancelled", keys, args), job_id, node_id
+        )
+
+    @guarded
+    async def requeue_expired(self, *, limit: int = 100) -> list[str]:
+        """Take back up to `limit` running jobs whose lease deadline passed: requeued at
+        their place (attempt recorded as `lease_expired`), failed when out of attempts, or
+        cancelled when a cancel was requested. Returns their ids. Safe to run concurrently."""
+        keys = [*self._status_keys, self.keys.running, self.keys.delayed, self.keys.stats]
+        args: list[str | int] = [self.clock.now_ms(), limit, self.events_maxlen, self.retention_ms]
+        args += [self.keys.job_prefix(), self.keys.events_prefix(), self.keys.queue_prefix()]
+        args += [self.keys.owned_prefix(), self.keys.wake_channel]
+        reply = await self._scripts.run("requeue_expired", keys, args)
+        return [text(job_id) for job_id in reply]
+
+    def _owner_keys(self, job_id: str, node_id: str) -> list[str]:
+        return [
+            *self._status_keys,
+            self.keys.job(job_id),
+            self.keys.running,
+            self.keys.owned(node_id),
+            self.keys.events(job_id),
+            self.keys.stats,
+        ]
+
+    async def _pool_of(self, job_id: str) -> str:
+        # A job's pool never changes, so reading it before the script is race-free.
+        pool = await self.redis.hget(self.keys.job(job_id), "pool")
+        if pool is None:
+            raise NotFound(f"no job {job_id!r}", job_id=job_id)
+        return text(pool)
+
+    @staticmethod
+    def _answer(reply: Sequence[Any], job_id: str, node_id: str | None) -> Job:
+        if text(reply[0]) != "ok":
+            raise refusal(reply, job_id, node_id)
+        return job_of(reply[1])
+
+    # -- reads -------------------------------------------------------------------------
+
+    @guarded
+    async def get(self, job_id: str) -> Job | None:
+        fields = await self.redis.hgetall(self.keys.job(job_id))
+        return Job.from_fields(fields_of(fields)) if fields else None
+
+    @guarded
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, cursor: str | None = None, limit: int = 50
+    ) -> tuple[list[Job], str | None]:
+        """Newest first, `limit` at most (1..MAX_PAGE). Returns the page and the cursor of the
+        next one (None: no more). Entries of expired jobs are dropped from the index here."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be 1..{MAX_PAGE}")
+        index = self.keys.jobs if status is None else self.keys.jobs_by_status(status)
+        upper = "+inf" if cursor is None else f"({self._parse_cursor(cursor)}"
+        jobs: list[Job] = []
+        for _ in range(LIST_ROUNDS):
+            want = limit - len(jobs)
+            # One entry more than needed tells whether a next page exists.
+            entries: Any = await self.redis.zrevrangebyscore(
+                index, upper, "-inf", start=0, num=want + 1, withscores=True
+            )
+            more, entries = len(entries) > want, entries[:want]
+            jobs += await self._load_listed([text(member) for member, _ in entries], status)
+            if not more:
+                return jobs, None
+            upper = f"({int(entries[-1][1])}"
+            if len(jobs) >= limit:
+                break
+        return jobs, upper[1:]
+
+    async def _load_listed(self, ids: list[str], status: JobStatus | None) -> list[Job]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            rows = await pipe.execute()
+        gone = [job_id for job_id, fields in zip(ids, rows, strict=True) if not fields]
+        if gone:
+            # Finished jobs expire after the retention; their index entries go lazily here.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in (self.keys.jobs, *self._status_keys):
+                    pipe.zrem(index, *gone)
+                await pipe.execute()
+        jobs = [Job.from_fields(fields_of(fields)) for fields in rows if fields]
+        # A job may have moved on between the index read and the load: list it as it is now.
+        return [job for job in jobs if status is None or job.status is status]
+
+    @staticmethod
+    def _parse_cursor(cursor: str) -> int:
+        if not cursor.isdigit():
+            raise BadRequest(f"invalid cursor {cursor!r}")
+        return int(cursor)
+
+    @guarded
+    async def jobs_of(self, node_id: str) -> list[str]:
+        """Ids of the jobs `node_id` holds a lease on, sorted."""
+        return sorted(text(m) for m in await self.redis.smembers(self.keys.owned(node_id)))
+
+    @guarded
+    async def queue_position(self, job_id: str) -> int | None:
+        """0 = next to be claimed in its pool. None when not waiting in a queue (running,
+        finished, unknown, or backing off in the delayed set)."""
+        pool = await self.redis.hget(self.keys.job(job_id), "pool")
+        if pool is None:
+            return None
+        rank: Any = await self.redis.zrank(self.keys.queue(text(pool)), job_id)
+        return None if rank is None else int(rank)
+
+    @guarded
+    async def queue_depth(self, pool: str = DEFAULT_POOL) -> int:
+        """Jobs waiting in `pool` now (backing-off jobs not counted)."""
+        return int(await self.redis.zcard(self.keys.queue(pool)))
+
+    @guarded
+    async def stats(self) -> dict[str, int]:
+        """Counters since the namespace began (COUNTERS) plus gauges `running`, `delayed`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.stats)
+            pipe.zcard(self.keys.running)
+            pipe.zcard(self.keys.delayed)
+            counters, running, delayed = await pipe.execute()
+        out = dict.fromkeys(COUNTERS, 0)
+        out.update({text(k): int(v) for k, v in counters.items()})
+        out.update(running=int(running), delayed=int(delayed))
+        return out
+
+    # -- events and wake-ups -----------------------------------------------------------
+
+    @guarded
+    async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> str:
+        """Append a `kind` event (e.g. "progress") to the job's log; returns its stream id."""
+        return await self._events.append(job_id, kind, data)
+
+    @guarded
+    async def events(
+        self, job_id: str, *, after: str = "0", count: int = 100, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after stream id `after`, oldest first, as (id, {"type": ..., **data}).
+        `block_ms`: wait up to that many ms for one when none is there; None: don't wait."""
+        return await self._events.read(job_id, after=after, count=count, block_ms=block_ms)
+
+    @guarded
+    async def last_event(self, job_id: str, kind: str) -> dict[str, Any] | None:
+        """The newest recent `kind` event of the job, flattened, or None."""
+        return await self._events.last(job_id, kind)
+
+    async def listen_for_work(self, timeout_s: float | None = None) -> bool:
+        """Subscribe to wake-up hints now and wait up to `timeout_s` s (None: no limit)
+        until the subscription is active. Optional: `wait_for_work` subscribes on first use."""
+        return await self._wake.start(timeout_s)
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """True as soon as a job may be claimable (a wake-up hint arrived, now or since the
+        last call); False after `timeout_s` s without one. Hints can be lost: call `claim`
+        after either answer."""
+        return await self._wake.wait(timeout_s)

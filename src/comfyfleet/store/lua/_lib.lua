@@ -1,0 +1,137 @@
+-- Shared prelude: scripts.py prepends this file to every job script (after two constants it
+-- generates from models/job.py: MAX_PRIORITY and SEQ_SHIFT), so the helpers below exist once.
+--
+-- Contract every job script follows:
+--   KEYS[1..5]  the per-status job indexes (ZSET, score seq), in the order queued, running,
+--               succeeded, failed, cancelled -- set_status() keeps them true.
+--   Times are integer ms from the caller's Clock (ARGV), never Redis TIME, so tests can
+--   freeze time. Numbers inside event/history JSON stay below 14 significant digits, which
+--   is what cjson prints exactly.
+
+local STATUS_INDEX = {
+  queued = KEYS[1], running = KEYS[2], succeeded = KEYS[3], failed = KEYS[4], cancelled = KEYS[5],
+}
+local TERMINAL = { succeeded = true, failed = true, cancelled = true }
+
+-- An integer as a decimal string; tostring() would round above 14 digits.
+local function int(x)
+  return string.format('%.0f', x)
+end
+
+-- Priority above seq: a lower score is claimed first and a double holds it exactly.
+local function queue_score(priority, seq)
+  return int((MAX_PRIORITY - tonumber(priority)) * SEQ_SHIFT + tonumber(seq))
+end
+
+-- Move a job between the per-status indexes and set its status field.
+local function set_status(job_key, job_id, new_status)
+  local cur = redis.call('HMGET', job_key, 'status', 'seq')
+  if cur[1] and STATUS_INDEX[cur[1]] then
+    redis.call('ZREM', STATUS_INDEX[cur[1]], job_id)
+  end
+  redis.call('ZADD', STATUS_INDEX[new_status], cur[2] or 0, job_id)
+  redis.call('HSET', job_key, 'status', new_status)
+end
+
+-- JSON object text from a table of scalars plus already-encoded JSON values (raw), so
+-- caller-made JSON (errors, outputs) is embedded verbatim instead of round-tripping through
+-- cjson, which would turn [] into {}.
+local function json_object(fields, raw)
+  local text = cjson.encode(fields)
+  if raw then
+    local parts = {}
+    for name, value in pairs(raw) do
+      parts[#parts + 1] = cjson.encode(name) .. ':' .. value
+    end
+    if #parts > 0 then
+      local sep = (text == '{}') and '' or ','
+      text = string.sub(text, 1, -2) .. sep .. table.concat(parts, ',') .. '}'
+    end
+  end
+  return text
+end
+
+-- Append one event (fields `type` and `data`, data is JSON) to the job's capped stream.
+local function emit(events_key, maxlen, kind, data_json)
+  return redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'type', kind, 'data', data_json)
+end
+
+-- Append one AttemptRecord (models/job.py) to the job's JSON `history` list, by text so the
+-- earlier records are never decoded and re-encoded.
+local function append_history(job_key, node_id, now, outcome, error_json)
+  local f = redis.call('HMGET', job_key, 'attempts', 'started_ms', 'history')
+  local record = json_object(
+    { attempt = tonumber(f[1]) or 0, node_id = node_id, started_ms = tonumber(f[2]) or now,
+      ended_ms = now, outcome = outcome },
+    { error = error_json or 'null' })
+  local history = f[3]
+  if not history or history == '' or history == '[]' then
+    history = '[' .. record .. ']'
+  else
+    history = string.sub(history, 1, -2) .. ',' .. record .. ']'
+  end
+  redis.call('HSET', job_key, 'history', history)
+end
+
+-- Why a caller may not write to a running job, or nil when node_id holds its lease.
+local function owner_problem(job_key, node_id)
+  local f = redis.call('HMGET', job_key, 'status', 'node_id')
+  if not f[1] then
+    return { 'missing' }
+  end
+  if TERMINAL[f[1]] then
+    return { 'terminal', f[1] }
+  end
+  if f[1] ~= 'running' or f[2] ~= node_id then
+    return { 'not_owner', f[1], f[2] or '' }
+  end
+  return nil
+end
+
+-- Drop the lease bookkeeping of a running job (running index and the owner's set).
+local function drop_lease(job_key, job_id, running_key, owned_key)
+  redis.call('ZREM', running_key, job_id)
+  redis.call('SREM', owned_key, job_id)
+  redis.call('HSET', job_key, 'lease_deadline_ms', '')
+end
+
+-- Put a job back in its pool queue at its original place (priority and seq kept).
+local function requeue(job_key, job_id, queue_key, now)
+  local f = redis.call('HMGET', job_key, 'priority', 'seq')
+  set_status(job_key, job_id, 'queued')
+  redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', '', 'updated_ms', now)
+  redis.call('ZADD', queue_key, queue_score(f[1], f[2]), job_id)
+end
+
+-- End a job: stamp it and let its hash and event stream expire after the retention.
+local function finish(job_key, job_id, events_key, status, now, retention_ms)
+  set_status(job_key, job_id, status)
+  redis.call('HSET', job_key, 'finished_ms', now, 'updated_ms', now, 'lease_deadline_ms', '',
+    'not_before_ms', '')
+  redis.call('PEXPIRE', job_key, retention_ms)
+  redis.call('PEXPIRE', events_key, retention_ms)
+end
+
+local function reply_job(job_key)
+  return { 'ok', redis.call('HGETALL', job_key) }
+end
+
+-- Move delayed (backing-off) jobs whose time has come back into their pool queues, at
+-- their original place. Their ids are popped from the delayed set, so their job and queue
+-- keys are built here from prefixes (same hash tag, still Cluster-legal). Returns how many.
+local function promote_due(delayed_key, job_prefix, queue_prefix, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, limit)
+  local moved = 0
+  for _, job_id in ipairs(due) do
+    redis.call('ZREM', delayed_key, job_id)
+    local job_key = job_prefix .. job_id
+    local f = redis.call('HMGET', job_key, 'status', 'pool', 'priority', 'seq')
+    -- Only a still-queued job goes back; a cancelled one left the delayed set already.
+    if f[1] == 'queued' then
+      redis.call('ZADD', queue_prefix .. f[2], queue_score(f[3], f[4]), job_id)
+      redis.call('HSET', job_key, 'not_before_ms', '')
+      moved = moved + 1
+    end
+  end
+  return moved
+end

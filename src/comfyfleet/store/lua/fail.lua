@@ -1,0 +1,61 @@
+-- fail: the owner of a running job reports a failed attempt. A retryable error with
+-- attempts left sends the job back to its place in the queue (or to the delayed set until
+-- now + backoff); otherwise the job fails for good. The attempt joins the history either way.
+-- A job whose cancel was requested ends cancelled instead of retrying.
+--
+-- KEYS[1..5]  per-status job indexes (see _lib.lua)
+-- KEYS[6]     {ns}:job:<id>
+-- KEYS[7]     {ns}:running
+-- KEYS[8]     {ns}:owned:<node>
+-- KEYS[9]     {ns}:events:<id>
+-- KEYS[10]    {ns}:stats
+-- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
+-- KEYS[12]    {ns}:delayed          backing-off jobs (score ready ms)
+-- ARGV[1]     now (ms)
+-- ARGV[2]     job id
+-- ARGV[3]     node id claiming ownership
+-- ARGV[4]     error: JSON of JobError
+-- ARGV[5]     '1' when the error is retryable
+-- ARGV[6]     backoff (ms): not claimable before now + backoff; 0 = at once
+-- ARGV[7]     retention of a finished job's hash and events (ms)
+-- ARGV[8]     event stream MAXLEN (approximate)
+-- ARGV[9]     wake channel
+--
+-- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
+local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local job_key, events_key, error_json = KEYS[6], KEYS[9], ARGV[4]
+local problem = owner_problem(job_key, node_id)
+if problem then
+  return problem
+end
+local f = redis.call('HMGET', job_key, 'attempts', 'max_attempts', 'cancel_requested')
+local attempt, max_attempts = tonumber(f[1]) or 0, tonumber(f[2]) or 1
+append_history(job_key, node_id, now, 'failed', error_json)
+drop_lease(job_key, job_id, KEYS[7], KEYS[8])
+redis.call('HSET', job_key, 'error', error_json)
+
+local event = { node_id = node_id, attempt = attempt, at_ms = now }
+if f[3] == '1' then
+  finish(job_key, job_id, events_key, 'cancelled', now, ARGV[7])
+  redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
+  event.status = 'cancelled'
+elseif ARGV[5] == '1' and attempt < max_attempts then
+  local backoff = tonumber(ARGV[6])
+  if backoff > 0 then
+    set_status(job_key, job_id, 'queued')
+    redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', now + backoff, 'updated_ms', now)
+    redis.call('ZADD', KEYS[12], now + backoff, job_id)
+    event.not_before_ms = now + backoff
+  else
+    requeue(job_key, job_id, KEYS[11], now)
+    redis.call('PUBLISH', ARGV[9], '')
+  end
+  redis.call('HINCRBY', KEYS[10], 'retried', 1)
+  event.status = 'queued'
+else
+  finish(job_key, job_id, events_key, 'failed', now, ARGV[7])
+  redis.call('HINCRBY', KEYS[10], 'failed', 1)
+  event.status = 'failed'
+end
+emit(events_key, ARGV[8], 'state', json_object(event, { error = error_json }))
+return reply_job(job_key)

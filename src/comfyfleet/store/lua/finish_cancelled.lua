@@ -1,0 +1,29 @@
+-- finish_cancelled: the owner of a running job reports it stopped; the job is cancelled.
+--
+-- KEYS[1..5]  per-status job indexes (see _lib.lua)
+-- KEYS[6]     {ns}:job:<id>
+-- KEYS[7]     {ns}:running
+-- KEYS[8]     {ns}:owned:<node>
+-- KEYS[9]     {ns}:events:<id>
+-- KEYS[10]    {ns}:stats
+-- ARGV[1]     now (ms)
+-- ARGV[2]     job id
+-- ARGV[3]     node id claiming ownership
+-- ARGV[4]     retention of the finished job's hash and events (ms)
+-- ARGV[5]     event stream MAXLEN (approximate)
+--
+-- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
+local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local job_key, events_key = KEYS[6], KEYS[9]
+local problem = owner_problem(job_key, node_id)
+if problem then
+  return problem
+end
+local attempt = tonumber(redis.call('HGET', job_key, 'attempts')) or 0
+append_history(job_key, node_id, now, 'cancelled', nil)
+drop_lease(job_key, job_id, KEYS[7], KEYS[8])
+finish(job_key, job_id, events_key, 'cancelled', now, ARGV[4])
+redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
+emit(events_key, ARGV[5], 'state', json_object(
+  { status = 'cancelled', node_id = node_id, attempt = attempt, at_ms = now }))
+return reply_job(job_key)

@@ -1,0 +1,47 @@
+-- release: the owner hands a running job back untried (drain). It goes back to its place
+-- in the queue and the attempt is not counted (attempts - 1, no history record). A job
+-- whose cancel was requested ends cancelled instead.
+--
+-- KEYS[1..5]  per-status job indexes (see _lib.lua)
+-- KEYS[6]     {ns}:job:<id>
+-- KEYS[7]     {ns}:running
+-- KEYS[8]     {ns}:owned:<node>
+-- KEYS[9]     {ns}:events:<id>
+-- KEYS[10]    {ns}:stats
+-- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
+-- ARGV[1]     now (ms)
+-- ARGV[2]     job id
+-- ARGV[3]     node id claiming ownership
+-- ARGV[4]     retention of a finished job's hash and events (ms)
+-- ARGV[5]     event stream MAXLEN (approximate)
+-- ARGV[6]     wake channel
+--
+-- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
+local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local job_key, events_key = KEYS[6], KEYS[9]
+local problem = owner_problem(job_key, node_id)
+if problem then
+  return problem
+end
+local f = redis.call('HMGET', job_key, 'attempts', 'cancel_requested')
+local attempts = math.max((tonumber(f[1]) or 1) - 1, 0)
+drop_lease(job_key, job_id, KEYS[7], KEYS[8])
+redis.call('HSET', job_key, 'attempts', attempts)
+if attempts == 0 then
+  -- Never really started: look like a job that was never claimed.
+  redis.call('HSET', job_key, 'started_ms', '')
+end
+
+local event = { node_id = node_id, attempt = attempts, reason = 'released', at_ms = now }
+if f[2] == '1' then
+  finish(job_key, job_id, events_key, 'cancelled', now, ARGV[4])
+  redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
+  event.status = 'cancelled'
+else
+  requeue(job_key, job_id, KEYS[11], now)
+  redis.call('HINCRBY', KEYS[10], 'released', 1)
+  redis.call('PUBLISH', ARGV[6], '')
+  event.status = 'queued'
+end
+emit(events_key, ARGV[5], 'state', json_object(event))
+return reply_job(job_key)
