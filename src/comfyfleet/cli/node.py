@@ -1,9 +1,77 @@
 from __future__ import annotations
 
-from comfyfleet.cli.app import app, not_built
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr
+
+from comfyfleet.cli import options as opt
+from comfyfleet.cli.app import app
+from comfyfleet.config import NodeConfig, ServerConfig
 
 
 @app.command()
-def node() -> None:
+def node(
+    comfy_url: Annotated[
+        str, typer.Option("--comfy-url", envvar="COMFY_URL", help="The ComfyUI this node drives.")
+    ] = "http://127.0.0.1:8188",
+    host: opt.Host = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar=["NODE_PORT", "SERVICE_PORT"], help="HTTP port.")
+    ] = 8101,
+    node_id: Annotated[
+        str | None,
+        typer.Option("--node-id", envvar="NODE_ID", help="Stable id; default HOSTNAME-PORT."),
+    ] = None,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            "--prefetch",
+            envvar="NODE_PREFETCH",
+            min=0,
+            max=16,
+            help="Extra jobs kept queued inside ComfyUI so the GPU never idles.",
+        ),
+    ] = 1,
+    redis_url: opt.RedisUrl = None,
+    redis_host: opt.RedisHost = None,
+    redis_port: opt.RedisPort = None,
+    redis_password: opt.RedisPassword = None,
+    redis_db: opt.RedisDb = None,
+    namespace: opt.Namespace = "comfyfleet",
+    username: opt.Username = None,
+    password: opt.Password = None,
+    insecure: opt.Insecure = False,
+    logdy: opt.Logdy = None,
+    log_level: opt.LogLevel = "info",
+) -> None:
     """Run a node that drives one ComfyUI (port 8101)."""
-    not_built("node", 4)
+    from comfyfleet.cli.serve import run_server
+    from comfyfleet.node.app import create_app, default_node_id
+
+    node_id = node_id or default_node_id(port)
+    cfg = NodeConfig(
+        server=ServerConfig(
+            host=host,
+            port=port,
+            username=username,
+            password=SecretStr(password) if password else None,
+            insecure=insecure,
+        ),
+        redis=opt.redis_config(
+            redis_url, redis_host, redis_port, redis_password, redis_db, namespace
+        ),
+        log=opt.log_config(log_level, logdy),
+        comfy_url=comfy_url,
+        node_id=node_id,
+        prefetch=prefetch,
+    )
+    run_server(
+        opt.build(create_app, cfg, "node"),
+        host,
+        port,
+        banner=f"node {node_id}",
+        log_cfg=cfg.log,
+        role="node",
+        node_id=node_id,
+    )

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 
 from comfyfleet.config import LogConfig, RedisConfig, redis_url_from_parts
+from comfyfleet.errors import ComfyfleetError
+
+C = TypeVar("C")
+A = TypeVar("A")
 
 Host = Annotated[
     str, typer.Option("--host", envvar=["COMFYFLEET_HOST", "SERVICE_HOST"], help="Bind address.")
@@ -64,3 +69,22 @@ def redis_config(
 
 def log_config(level: str, logdy: str | None) -> LogConfig:
     return LogConfig(level=level, logdy=logdy)
+
+
+Insecure = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        envvar="COMFYFLEET_INSECURE",
+        help="Allow listening beyond loopback without credentials.",
+    ),
+]
+
+
+def build(factory: Callable[[C], A], cfg: C, role: str) -> A:
+    """Build a role's app, turning a configuration error into a clean exit."""
+    try:
+        return factory(cfg)
+    except ComfyfleetError as exc:
+        typer.echo(f"comfyfleet {role}: {exc.detail}", err=True)
+        raise typer.Exit(code=2) from None

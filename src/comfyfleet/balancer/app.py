@@ -1,0 +1,81 @@
+"""The balancer's aiohttp app factory. Every resource and background loop lives in a
+cleanup_ctx: started in order, stopped in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from comfyfleet.balancer import fleet_api, jobs_api
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, REDIS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.reaper import Reaper
+from comfyfleet.config import BalancerConfig
+from comfyfleet.store.connect import connect
+from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.nodes import NodeRegistry
+from comfyfleet.store.results import RedisResultStore
+from comfyfleet.templates.builtin import builtin_folder
+from comfyfleet.templates.loader import load_folders
+from comfyfleet.templates.registry import WorkflowRegistry, publish
+from comfyfleet.web.auth import auth_middlewares
+from comfyfleet.web.problems import problem_middleware
+
+log = structlog.get_logger(__name__)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    redis = connect(cfg.redis)
+    keys = Keys(cfg.redis.namespace)
+    app[REDIS] = redis
+    app[JOBS] = JobStore(redis, keys)
+    app[NODES] = NodeRegistry(redis, keys)
+    app[RESULTS] = RedisResultStore(redis, keys)
+    app[WORKFLOWS] = WorkflowRegistry(redis, keys)
+    yield
+    await redis.aclose()
+
+
+async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the workflow folders once and publish them, so every role reads one version."""
+    cfg = app[CONFIG]
+    folders = [builtin_folder()]
+    if cfg.workflows_dir:
+        folders.append(Path(cfg.workflows_dir))
+    loaded = load_folders(folders)
+    for warning in loaded.warnings:
+        log.warning("workflow_warning", detail=warning)
+    published = await publish(app[REDIS], Keys(cfg.redis.namespace), list(loaded))
+    log.info(
+        "workflows_published",
+        workflows={p.name: p.version for p in published},
+        changed=[p.name for p in published if p.changed],
+    )
+    yield
+
+
+async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
+    reaper = Reaper(app[JOBS], app[NODES])
+    task = asyncio.create_task(reaper.run(), name="reaper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(cfg: BalancerConfig) -> web.Application:
+    app = web.Application(
+        middlewares=[problem_middleware, *auth_middlewares(cfg.server)],
+        client_max_size=jobs_api.JSON_BODY_LIMIT,
+    )
+    app[CONFIG] = cfg
+    app.cleanup_ctx.extend([_store_ctx, _publish_ctx, _reaper_ctx])
+    app.add_routes(jobs_api.routes)
+    app.add_routes(fleet_api.routes)
+    return app

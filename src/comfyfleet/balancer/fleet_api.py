@@ -1,0 +1,91 @@
+"""Handlers of /api/v1/workflows, /api/v1/nodes and the health probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from comfyfleet.balancer.appkeys import JOBS, NODES, REDIS, WORKFLOWS
+from comfyfleet.errors import NotFound
+from comfyfleet.models.node import NodeState
+from comfyfleet.web.responses import json_response
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/workflows")
+async def list_workflows(request: web.Request) -> web.Response:
+    templates = await request.app[WORKFLOWS].list()
+    return json_response({"workflows": [t.summary() for t in templates]})
+
+
+@routes.get("/api/v1/workflows/{name}")
+async def get_workflow(request: web.Request) -> web.Response:
+    template = await request.app[WORKFLOWS].get(
+        request.match_info["name"], request.query.get("version")
+    )
+    return json_response(template.describe())
+
+
+@routes.get("/api/v1/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    return json_response({"nodes": await request.app[NODES].all()})
+
+
+async def _node_or_404(request: web.Request) -> str:
+    node_id = request.match_info["node_id"]
+    if await request.app[NODES].get(node_id) is None:
+        raise NotFound(f"no node {node_id!r}", node_id=node_id)
+    return node_id
+
+
+@routes.get("/api/v1/nodes/{node_id}")
+async def get_node(request: web.Request) -> web.Response:
+    node_id = await _node_or_404(request)
+    info = await request.app[NODES].get(node_id)
+    jobs = await request.app[JOBS].jobs_of(node_id)
+    return json_response({**(info.model_dump(mode="json") if info else {}), "jobs": jobs})
+
+
+@routes.post("/api/v1/nodes/{node_id}/drain")
+async def drain_node(request: web.Request) -> web.Response:
+    node_id = await _node_or_404(request)
+    await request.app[NODES].request_drain(node_id, True)
+    return json_response({"node_id": node_id, "drain": True}, status=202)
+
+
+@routes.post("/api/v1/nodes/{node_id}/resume")
+async def resume_node(request: web.Request) -> web.Response:
+    node_id = await _node_or_404(request)
+    await request.app[NODES].request_drain(node_id, False)
+    return json_response({"node_id": node_id, "drain": False}, status=202)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers. Says nothing of Redis or nodes."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: Redis answers and at least one node can take jobs; 503 otherwise."""
+    problems: list[str] = []
+    try:
+        await request.app[REDIS].ping()
+    except Exception as exc:  # any failure to reach Redis means "not ready"
+        problems.append(f"redis unreachable: {type(exc).__name__}")
+        ready_nodes = 0
+    else:
+        nodes = await request.app[NODES].all()
+        ready_nodes = sum(1 for n in nodes if n.state is NodeState.READY and n.comfy_healthy)
+        if not ready_nodes:
+            problems.append("no node is ready to take jobs")
+    body: dict[str, Any] = {
+        "status": "ok" if not problems else "unavailable",
+        "ready_nodes": ready_nodes,
+    }
+    if problems:
+        body["problems"] = problems
+    return json_response(body, status=200 if not problems else 503)

@@ -1,0 +1,170 @@
+"""Handlers of /api/v1/jobs: parse, call the store, render. No state of their own."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from aiohttp import web
+
+from comfyfleet.balancer.appkeys import JOBS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.schemas import JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.errors import BadRequest, NotFound
+from comfyfleet.models.graph import check_graph
+from comfyfleet.models.job import Job, JobSpec, JobStatus
+from comfyfleet.store.jobs import JobStore
+from comfyfleet.templates.render import render, resolve_params, validate_params
+from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
+
+__all__ = ["JSON_BODY_LIMIT", "routes"]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 128
+MAX_PAGE = 200
+
+routes = web.RouteTableDef()
+
+
+def _base_url(request: web.Request) -> str:
+    return str(request.url.origin())
+
+
+async def _progress(store: JobStore, job: Job) -> ProgressView | None:
+    if job.status is not JobStatus.RUNNING:
+        return None
+    event = await store.last_event(job.id, "progress")
+    if event is None:
+        return None
+    return ProgressView(
+        value=int(event.get("value", 0)), max=int(event.get("max", 0)), node=event.get("node")
+    )
+
+
+async def job_view(request: web.Request, job: Job) -> JobView:
+    store = request.app[JOBS]
+    position = await store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
+    return JobView.of(
+        job,
+        base_url=_base_url(request),
+        queue_position=position,
+        progress=await _progress(store, job),
+    )
+
+
+async def _spec_of(request: web.Request, body: JobRequest) -> JobSpec:
+    common: dict[str, Any] = {
+        "priority": body.priority,
+        "pool": body.pool,
+        "max_attempts": body.max_attempts,
+        "timeout_ms": body.timeout_ms,
+        "metadata": body.metadata,
+    }
+    if body.graph is not None:
+        return JobSpec(graph=check_graph(body.graph), **common)
+    assert body.workflow is not None  # JobRequest guarantees one of the two
+    template = await request.app[WORKFLOWS].get(body.workflow, body.version)
+    params = resolve_params(template, validate_params(template, body.params), random.Random())
+    return JobSpec(
+        graph=render(template, params),
+        workflow=template.name,
+        workflow_version=template.version,
+        params=params,
+        **common,
+    )
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise BadRequest(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    return key
+
+
+@routes.post("/api/v1/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
+    body = JobRequest.model_validate(await read_json(request))
+    spec = await _spec_of(request, body)
+    job, created = await request.app[JOBS].enqueue(spec, idempotency_key=key)
+    view = await job_view(request, job)
+    headers = {"Location": f"/api/v1/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(view, status=202, headers=headers)
+
+
+async def _job_or_404(request: web.Request) -> Job:
+    job_id = request.match_info["job_id"]
+    job = await request.app[JOBS].get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}", job_id=job_id)
+    return job
+
+
+@routes.get("/api/v1/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    return json_response(await job_view(request, await _job_or_404(request)))
+
+
+@routes.delete("/api/v1/jobs/{job_id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    job = await request.app[JOBS].cancel(job.id)
+    return json_response(await job_view(request, job), status=202 if not job.is_terminal else 200)
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+@routes.get("/api/v1/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    raw_status = request.query.get("status")
+    try:
+        status = JobStatus(raw_status) if raw_status else None
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise BadRequest(f"unknown status {raw_status!r}; one of {allowed}") from None
+    limit = _int_query(request, "limit", 50, 1, MAX_PAGE)
+    jobs, cursor = await request.app[JOBS].list_jobs(
+        status=status, cursor=request.query.get("cursor"), limit=limit
+    )
+    base = _base_url(request)
+    page = JobPage(jobs=[JobView.of(j, base_url=base) for j in jobs], next_cursor=cursor)
+    return json_response(page)
+
+
+@routes.get("/api/v1/jobs/{job_id}/outputs/{index}")
+async def get_output(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    index = _int_query_path(request.match_info["index"])
+    output = next((o for o in job.outputs if o.index == index), None)
+    if job.status is not JobStatus.SUCCEEDED or output is None:
+        raise NotFound(f"job {job.id} has no output {index}", job_id=job.id)
+    data = await request.app[RESULTS].get(job.id, index)
+    if data is None:
+        raise NotFound(f"output {index} of job {job.id} has expired from the result store")
+    return web.Response(
+        body=data,
+        content_type=output.content_type,
+        headers={"Content-Disposition": f'inline; filename="{output.filename}"'},
+    )
+
+
+def _int_query_path(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 6:
+        raise BadRequest(f"output index must be a small non-negative integer, got {raw!r}")
+    return int(raw)

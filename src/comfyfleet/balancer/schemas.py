@@ -1,0 +1,143 @@
+"""Request and response bodies of the balancer's API. The OpenAPI document is generated from
+these same models, so they are the one source of truth for the wire format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from comfyfleet.models.job import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_POOL,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    AttemptRecord,
+    Job,
+    JobError,
+    JobStatus,
+)
+
+MAX_GRAPH_NODES = 500
+
+
+class JobRequest(BaseModel):
+    """Submit a job: a published workflow with typed params, or a raw API-format graph."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"workflow": "txt2img", "params": {"prompt": "a red fox in snow", "steps": 20}},
+                {"graph": {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}}},
+            ]
+        },
+    )
+
+    workflow: str | None = Field(default=None, min_length=1, max_length=128)
+    version: str | None = Field(default=None, description="a workflow version; default current")
+    params: dict[str, Any] = Field(default_factory=dict)
+    graph: dict[str, Any] | None = None
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    pool: str = Field(default=DEFAULT_POOL, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
+    timeout_ms: int | None = Field(default=None, ge=1000, le=24 * 3600 * 1000)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobRequest:
+        if (self.workflow is None) == (self.graph is None):
+            raise ValueError("give exactly one of 'workflow' or 'graph'")
+        if self.graph is not None and self.params:
+            raise ValueError("'params' only applies to a 'workflow'")
+        if self.graph is not None and not 0 < len(self.graph) <= MAX_GRAPH_NODES:
+            raise ValueError(f"'graph' must have 1 to {MAX_GRAPH_NODES} nodes")
+        return self
+
+
+class OutputView(BaseModel):
+    index: int
+    filename: str
+    content_type: str
+    size: int = Field(description="bytes")
+    node_id: str | None = None
+    url: str
+
+
+class ProgressView(BaseModel):
+    value: int
+    max: int
+    node: str | None = None
+
+
+class JobView(BaseModel):
+    """A job as clients see it. Times in ms since the epoch."""
+
+    id: str
+    status: JobStatus
+    workflow: str | None
+    workflow_version: str | None
+    params: dict[str, Any]
+    priority: int
+    pool: str
+    attempts: int
+    max_attempts: int
+    node_id: str | None
+    queue_position: int | None = None
+    progress: ProgressView | None = None
+    cancel_requested: bool
+    created_ms: int
+    started_ms: int | None
+    finished_ms: int | None
+    outputs: list[OutputView]
+    error: JobError | None
+    history: list[AttemptRecord]
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(
+        cls,
+        job: Job,
+        *,
+        base_url: str,
+        queue_position: int | None = None,
+        progress: ProgressView | None = None,
+    ) -> JobView:
+        outputs = [
+            OutputView(
+                index=o.index,
+                filename=o.filename,
+                content_type=o.content_type,
+                size=o.size,
+                node_id=o.node_id,
+                url=f"{base_url}/api/v1/jobs/{job.id}/outputs/{o.index}",
+            )
+            for o in job.outputs
+        ]
+        return cls(
+            id=job.id,
+            status=job.status,
+            workflow=job.workflow,
+            workflow_version=job.workflow_version,
+            params=job.params,
+            priority=job.priority,
+            pool=job.pool,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            node_id=job.node_id,
+            queue_position=queue_position,
+            progress=progress,
+            cancel_requested=job.cancel_requested,
+            created_ms=job.created_ms,
+            started_ms=job.started_ms,
+            finished_ms=job.finished_ms,
+            outputs=outputs,
+            error=job.error,
+            history=job.history,
+            metadata=job.metadata,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: end")

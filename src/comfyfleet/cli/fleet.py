@@ -1,0 +1,223 @@
+"""A whole fleet as local processes: Redis, ComfyUI stand-ins, nodes and a balancer.
+
+Used by `comfyfleet up` and by the end-to-end tests, which kill and restart the same real
+processes. Credentials travel to the children in their environment, never on a command line
+(where `ps` would show them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from comfyfleet.errors import ConfigError
+from comfyfleet.redis_server import RedisServer, free_port
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Proc:
+    """One child process of the fleet, restartable with the same arguments."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        wait_http_ok(self.health_url, timeout_s, self)
+
+
+def wait_http_ok(url: str, timeout_s: float, proc: Proc | None = None) -> None:
+    """Poll `url` until it answers 200; ConfigError naming the log if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive:
+            tail = proc.log_path.read_text(errors="replace")[-3000:]
+            raise ConfigError(f"{proc.name} exited during start-up:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise ConfigError(f"{url} did not answer 200 within {timeout_s:.0f}s")
+
+
+@dataclass
+class FleetSpec:
+    nodes: int = 2
+    host: str = "127.0.0.1"
+    balancer_port: int = 7999
+    first_node_port: int = 8101
+    comfy_urls: list[str] = field(default_factory=list)
+    redis_url: str | None = None
+    namespace: str = "comfyfleet"
+    username: str | None = None
+    password: str | None = None
+    node_ms: float = 20.0
+    step_ms: float = 10.0
+    prefetch: int = 1
+    data_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Fleet:
+    """Starts and stops the processes of a FleetSpec. Ports 0 mean "pick free ones"."""
+
+    def __init__(self, spec: FleetSpec) -> None:
+        self.spec = spec
+        self.dir = spec.data_dir or Path(tempfile.mkdtemp(prefix="comfyfleet-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.redis: RedisServer | None = None
+        self.redis_url = spec.redis_url or ""
+        self.sims: list[Proc] = []
+        self.nodes: list[Proc] = []
+        self.balancer: Proc | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "REDIS_"))}
+        env.update(self.spec.extra_env)
+        env["REDIS_URL"] = self.redis_url
+        env["COMFYFLEET_NAMESPACE"] = self.spec.namespace
+        if self.spec.username and self.spec.password:
+            env["API_USERNAME"] = self.spec.username
+            env["API_PASSWORD"] = self.spec.password
+        return env
+
+    def _proc(self, name: str, args: list[str], port: int, health: str) -> Proc:
+        return Proc(
+            name=name,
+            argv=[sys.executable, "-m", "comfyfleet", *args],
+            env=self._env(),
+            log_path=self.dir / f"{name}.log",
+            health_url=f"http://{self.spec.host}:{port}{health}",
+        )
+
+    def _port(self, wanted: int, offset: int = 0) -> int:
+        return wanted + offset if wanted else free_port(self.spec.host)
+
+    def start(self) -> None:
+        spec = self.spec
+        if not self.redis_url:
+            self.redis = RedisServer(data_dir=self.dir / "redis")
+            self.redis.start()
+            self.redis_url = self.redis.url
+        comfy_urls = list(spec.comfy_urls)
+        for i in range(spec.nodes - len(comfy_urls) if not spec.comfy_urls else 0):
+            port = free_port(spec.host)
+            sim = self._proc(
+                f"sim-{i + 1}",
+                [
+                    "sim",
+                    "--host",
+                    spec.host,
+                    "--port",
+                    str(port),
+                    "--node-ms",
+                    str(spec.node_ms),
+                    "--step-ms",
+                    str(spec.step_ms),
+                    "--data-dir",
+                    str(self.dir / f"sim-{i + 1}"),
+                ],
+                port,
+                "/system_stats",
+            )
+            self.sims.append(sim)
+            comfy_urls.append(f"http://{spec.host}:{port}")
+        for i, url in enumerate(comfy_urls):
+            port = self._port(spec.first_node_port, i)
+            self.nodes.append(
+                self._proc(
+                    f"node-{i + 1}",
+                    [
+                        "node",
+                        "--host",
+                        spec.host,
+                        "--port",
+                        str(port),
+                        "--comfy-url",
+                        url,
+                        "--node-id",
+                        f"node-{i + 1}",
+                        "--prefetch",
+                        str(spec.prefetch),
+                    ],
+                    port,
+                    "/healthz",
+                )
+            )
+        port = self._port(spec.balancer_port)
+        self.balancer = self._proc(
+            "balancer", ["balancer", "--host", spec.host, "--port", str(port)], port, "/healthz"
+        )
+        for proc in [*self.sims, *self.nodes, self.balancer]:
+            proc.start()
+        for proc in [*self.sims, *self.nodes, self.balancer]:
+            proc.wait_healthy()
+
+    @property
+    def balancer_url(self) -> str:
+        assert self.balancer is not None
+        return self.balancer.health_url.removesuffix("/healthz")
+
+    def node_url(self, index: int) -> str:
+        return self.nodes[index].health_url.removesuffix("/healthz")
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until the balancer says a node can take jobs."""
+        wait_http_ok(f"{self.balancer_url}/readyz", timeout_s, self.balancer)
+
+    def stop(self) -> None:
+        """Balancer first (no new jobs), then nodes (they drain), then stand-ins, then Redis."""
+        procs = [p for p in [self.balancer, *self.nodes, *self.sims] if p is not None]
+        for proc in procs:
+            if proc.process is not None and proc.process.poll() is None:
+                proc.process.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.stop()
+        if self.redis is not None:
+            self.redis.stop()

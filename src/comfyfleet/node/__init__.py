@@ -1,0 +1,1 @@
+"""The node role: drives one ComfyUI, claims jobs when it has capacity, reports progress."""

@@ -1,0 +1,98 @@
+"""The node's small HTTP API: health, status, drain/resume, and ComfyUI pass-through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from comfyfleet.errors import BadRequest
+from comfyfleet.node.appkeys import COMFY, STATE, WORKER
+from comfyfleet.web.responses import json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when ComfyUI answers and the node is not draining; 503 otherwise."""
+    state = request.app[STATE]
+    worker = request.app[WORKER]
+    ok = state.comfy_healthy and not worker.draining
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "comfy_healthy": state.comfy_healthy,
+        "draining": worker.draining,
+    }
+    return json_response(body, status=200 if ok else 503)
+
+
+@routes.get("/api/v1/node")
+async def node_status(request: web.Request) -> web.Response:
+    info = request.app[STATE].info(request.app[WORKER])
+    return json_response({**info.model_dump(mode="json"), "jobs": list(request.app[WORKER].tasks)})
+
+
+@routes.post("/api/v1/node/drain")
+async def drain(request: web.Request) -> web.Response:
+    """Stop claiming; jobs already held finish. Resume with /api/v1/node/resume."""
+    request.app[WORKER].draining = True
+    request.app[WORKER].poke()
+    return json_response({"draining": True}, status=202)
+
+
+@routes.post("/api/v1/node/resume")
+async def resume(request: web.Request) -> web.Response:
+    request.app[WORKER].resume()
+    return json_response({"draining": False}, status=202)
+
+
+@routes.get("/api/v1/comfy/system_stats")
+async def system_stats(request: web.Request) -> web.Response:
+    return json_response(await request.app[COMFY].system_stats())
+
+
+@routes.get("/api/v1/comfy/object_info")
+async def object_info(request: web.Request) -> web.Response:
+    return json_response(await request.app[COMFY].object_info(request.query.get("node_class")))
+
+
+@routes.get("/api/v1/comfy/queue")
+async def queue(request: web.Request) -> web.Response:
+    return json_response(await request.app[COMFY].queue())
+
+
+@routes.get("/api/v1/comfy/history")
+async def history(request: web.Request) -> web.Response:
+    raw = request.query.get("max_items", "50")
+    if not raw.isdigit() or not 0 < int(raw) <= 1000:
+        raise BadRequest("max_items must be an integer from 1 to 1000")
+    return json_response(await request.app[COMFY].history_all(max_items=int(raw)))
+
+
+@routes.get("/api/v1/comfy/models")
+async def models(request: web.Request) -> web.Response:
+    return json_response(await request.app[COMFY].models(request.query.get("folder")))
+
+
+@routes.post("/api/v1/comfy/interrupt")
+async def interrupt(request: web.Request) -> web.Response:
+    """Interrupt what ComfyUI runs now, or only `prompt_id` if given."""
+    body: Any = await read_json(request) if request.can_read_body else {}
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    if prompt_id is not None and not isinstance(prompt_id, str):
+        raise BadRequest("prompt_id must be a string")
+    await request.app[COMFY].interrupt(prompt_id)
+    return json_response({"interrupted": prompt_id or "current"})
+
+
+@routes.post("/api/v1/comfy/free")
+async def free(request: web.Request) -> web.Response:
+    """Ask ComfyUI to unload models and free memory (applied when it is idle)."""
+    await request.app[COMFY].free(unload_models=True, free_memory=True)
+    return json_response({"freed": True})

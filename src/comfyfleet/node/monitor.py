@@ -1,0 +1,105 @@
+"""Background loops of a node: ComfyUI health, heartbeats (with drain requests and missed
+cancels), and the cancel listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from comfyfleet.comfy import ComfyClient
+from comfyfleet.errors import ComfyfleetError
+from comfyfleet.node.state import MODEL_FOLDERS, NodeStatus
+from comfyfleet.node.worker import Worker
+from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.nodes import NodeRegistry
+
+log = structlog.get_logger(__name__)
+
+HEALTH_INTERVAL_S = 2.0
+
+
+async def check_health(comfy: ComfyClient, status: NodeStatus, worker: Worker) -> bool:
+    """One probe of ComfyUI. On recovery, re-read its inventory (it may have changed)."""
+    try:
+        status.stats = await comfy.system_stats()
+        if not status.comfy_healthy:
+            object_info = await comfy.object_info()
+            models: dict[str, list[str]] = {}
+            folders = await comfy.models()
+            for folder in MODEL_FOLDERS:
+                if folder in folders:
+                    models[folder] = await comfy.models(folder)
+            status.set_inventory(object_info, models)
+            log.info("comfy_healthy", classes=len(status.node_classes), digest=status.digest)
+        healthy = True
+    except ComfyfleetError as exc:
+        if status.comfy_healthy:
+            log.warning("comfy_unhealthy", error=str(exc))
+        healthy = False
+    changed = healthy != status.comfy_healthy
+    status.comfy_healthy = healthy
+    if changed:
+        worker.poke()
+    return healthy
+
+
+async def health_loop(comfy: ComfyClient, status: NodeStatus, worker: Worker) -> None:
+    while True:
+        await check_health(comfy, status, worker)
+        await asyncio.sleep(HEALTH_INTERVAL_S)
+
+
+async def beat_once(
+    registry: NodeRegistry, store: JobStore, status: NodeStatus, worker: Worker
+) -> None:
+    """Write the heartbeat; apply a drain/resume request; catch cancels pub/sub missed."""
+    wanted = await registry.drain_requested(status.node_id)
+    if wanted is True and not worker.draining:
+        log.info("drain_requested")
+        worker.draining = True
+        worker.poke()
+    elif wanted is False and worker.draining:
+        log.info("resume_requested")
+        worker.resume()
+    await registry.heartbeat(status.info(worker))
+    for job_id in list(worker.controls):
+        job = await store.get(job_id)
+        if job is not None and job.cancel_requested:
+            worker.cancel(job_id)
+
+
+async def heartbeat_loop(
+    registry: NodeRegistry, store: JobStore, status: NodeStatus, worker: Worker
+) -> None:
+    while True:
+        try:
+            await beat_once(registry, store, status, worker)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis down: the next beat tries again
+            log.warning("heartbeat_failed", error=repr(exc))
+        await asyncio.sleep(registry.heartbeat_ms / 1000)
+
+
+async def cancel_listener(store: JobStore, keys: Keys, worker: Worker) -> None:
+    """Relay cancel requests published by the balancer to the jobs this node holds."""
+    while True:
+        pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.cancel_channel)
+            async for message in pubsub.listen():
+                data = message.get("data")
+                job_id = data.decode() if isinstance(data, bytes) else str(data)
+                if worker.cancel(job_id):
+                    log.info("cancel_received", job_id=job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # connection lost: heartbeats cover the gap; resubscribe
+            log.warning("cancel_listener_failed", error=repr(exc))
+            await asyncio.sleep(1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,172 @@
+"""The claim loop: take jobs while there is capacity, run each in its own task, hand back
+what cannot be finished when draining.
+
+Capacity is 1 + prefetch: the job ComfyUI is running plus the ones queued inside it, so the
+GPU never waits for a round trip to Redis between jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from comfyfleet.models.job import DEFAULT_POOL, Job
+from comfyfleet.node.leases import LeaseKeeper
+from comfyfleet.store.jobs import JobStore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LEASE_MS = 30_000
+# Upper bound on waiting for work when no wake-up hint arrives (a missed pub/sub message).
+IDLE_WAIT_S = 2.0
+
+
+@dataclass
+class JobControl:
+    """Signals from outside to a running job: cancelled by a client, or its lease lost."""
+
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the node is stopping and the job should be handed back untried.
+    handback: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.cancelled.is_set() or self.lease_lost.is_set() or self.handback.is_set()
+
+
+class JobRunner(Protocol):
+    async def __call__(self, job: Job, control: JobControl) -> None:
+        """Run one claimed job to its end, writing the outcome to the store."""
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        store: JobStore,
+        runner: JobRunner,
+        capacity: int,
+        can_claim: Callable[[], bool],
+        pools: Sequence[str] = (DEFAULT_POOL,),
+        lease_ms: int = DEFAULT_LEASE_MS,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.runner = runner
+        self.capacity = capacity
+        self.can_claim = can_claim
+        self.pools = tuple(pools)
+        self.lease_ms = lease_ms
+        self.draining = False
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.controls: dict[str, JobControl] = {}
+        self._changed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - len(self.tasks))
+
+    def poke(self) -> None:
+        """Wake the claim loop: capacity, health or drain state changed."""
+        self._changed.set()
+
+    async def run_once(self) -> list[Job]:
+        """Claim as many jobs as there is room for and start them. For tests, one step."""
+        if self.draining or not self.free or not self.can_claim():
+            return []
+        jobs = await self.store.claim(
+            self.node_id, pools=self.pools, capacity=self.free, lease_ms=self.lease_ms
+        )
+        for job in jobs:
+            self._start(job)
+        return jobs
+
+    def _start(self, job: Job) -> None:
+        control = JobControl()
+        self.controls[job.id] = control
+        task = asyncio.create_task(self._run(job, control), name=f"job-{job.id}")
+        self.tasks[job.id] = task
+        log.info("job_claimed", job_id=job.id, attempt=job.attempts)
+
+    async def _run(self, job: Job, control: JobControl) -> None:
+        keeper = LeaseKeeper(
+            self.store, job.id, self.node_id, lease_ms=self.lease_ms,
+            on_lost=control.lease_lost.set,
+        )  # fmt: skip
+        keeper.start()
+        try:
+            with structlog.contextvars.bound_contextvars(job_id=job.id):
+                await self.runner(job, control)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job_runner_crashed", job_id=job.id)
+        finally:
+            await keeper.stop()
+            self.tasks.pop(job.id, None)
+            self.controls.pop(job.id, None)
+            self.poke()
+
+    def cancel(self, job_id: str) -> bool:
+        """A client cancelled a job this node holds: tell its runner. False if not held."""
+        control = self.controls.get(job_id)
+        if control is None:
+            return False
+        control.cancelled.set()
+        return True
+
+    async def run(self) -> None:
+        """Claim forever; returns only when cancelled."""
+        while True:
+            try:
+                claimed = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis blip: back off briefly and try again
+                log.warning("claim_failed", error=repr(exc))
+                claimed = []
+                await asyncio.sleep(0.5)
+            if claimed and self.free:
+                continue
+            await self._wait_for_change()
+
+    async def _wait_for_change(self) -> None:
+        self._changed.clear()
+        changed = asyncio.create_task(self._changed.wait())
+        waits: list[asyncio.Task[Any]] = [changed]
+        if self.free and not self.draining and self.can_claim():
+            waits.append(asyncio.create_task(self.store.wait_for_work(IDLE_WAIT_S)))
+        try:
+            await asyncio.wait(waits, timeout=IDLE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            for task in waits:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop claiming; let held jobs finish for `grace_s`, then hand the rest back."""
+        self.draining = True
+        self.poke()
+        pending = list(self.tasks.values())
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+        for control in self.controls.values():
+            control.handback.set()
+        rest = list(self.tasks.values())
+        if rest:
+            await asyncio.wait(rest, timeout=max(5.0, grace_s))
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+    def resume(self) -> None:
+        self.draining = False
+        self.poke()

@@ -1,0 +1,106 @@
+"""Node registration and heartbeats, and drain/resume control requests.
+
+A node rewrites its record every heartbeat with a TTL of a few heartbeats, and scores itself
+in the nodes index by last-seen time. A node whose record expired (or whose last-seen is
+older than the lost bound) is lost: readers report it so, and the reaper hands its jobs back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from comfyfleet.clock import SYSTEM_CLOCK, Clock
+from comfyfleet.models.node import NodeInfo, NodeState
+from comfyfleet.store.keys import Keys
+
+DEFAULT_HEARTBEAT_MS = 2_000
+# A node missing this many heartbeats in a row is lost.
+LOST_AFTER_BEATS = 3
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        heartbeat_ms: int = DEFAULT_HEARTBEAT_MS,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.heartbeat_ms = heartbeat_ms
+
+    @property
+    def lost_after_ms(self) -> int:
+        return self.heartbeat_ms * LOST_AFTER_BEATS
+
+    async def heartbeat(self, info: NodeInfo) -> None:
+        """Write the node's record with a TTL, and its last-seen score."""
+        now = self.clock.now_ms()
+        record = info.model_copy(update={"last_seen_ms": now})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                self.keys.node(info.node_id),
+                orjson.dumps(record.model_dump(mode="json")),
+                px=self.lost_after_ms * 10,
+            )
+            pipe.zadd(self.keys.nodes, {info.node_id: now})
+            await pipe.execute()
+
+    async def deregister(self, node_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.node(node_id))
+            pipe.zrem(self.keys.nodes, node_id)
+            await pipe.execute()
+
+    async def get(self, node_id: str) -> NodeInfo | None:
+        raw = await self.redis.get(self.keys.node(node_id))
+        if raw is None:
+            return None
+        info = NodeInfo.model_validate(orjson.loads(raw))
+        return self._with_liveness(info)
+
+    def _with_liveness(self, info: NodeInfo) -> NodeInfo:
+        if self.clock.now_ms() - info.last_seen_ms > self.lost_after_ms:
+            return info.model_copy(update={"state": NodeState.LOST})
+        return info
+
+    async def all(self) -> list[NodeInfo]:
+        """Every registered node, lost ones included (marked LOST), by id."""
+        ids = [_text(i) for i in await self.redis.zrange(self.keys.nodes, 0, -1)]
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.node(i) for i in ids])
+        nodes = [
+            self._with_liveness(NodeInfo.model_validate(orjson.loads(raw)))
+            for raw in raws
+            if raw is not None
+        ]
+        return sorted(nodes, key=lambda n: n.node_id)
+
+    async def lost_nodes(self) -> list[str]:
+        """Ids whose last heartbeat is older than the lost bound."""
+        cutoff = self.clock.now_ms() - self.lost_after_ms
+        return [_text(i) for i in await self.redis.zrangebyscore(self.keys.nodes, 0, cutoff)]
+
+    async def forget(self, node_id: str) -> None:
+        """Drop a lost node from the index (its record expires by itself)."""
+        await self.redis.zrem(self.keys.nodes, node_id)
+
+    async def request_drain(self, node_id: str, drain: bool) -> None:
+        """Ask a node to drain (True) or resume (False); it reads this every heartbeat."""
+        await self.redis.hset(self.keys.node_control(node_id), "drain", "1" if drain else "0")
+
+    async def drain_requested(self, node_id: str) -> bool | None:
+        """The last drain request for the node: True, False, or None if none was made."""
+        raw = await self.redis.hget(self.keys.node_control(node_id), "drain")
+        return None if raw is None else _text(raw) == "1"

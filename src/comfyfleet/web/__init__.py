@@ -1,0 +1,1 @@
+"""Web pieces both roles share: problem+json errors, auth, JSON bodies, request ids."""
