@@ -28,10 +28,10 @@ test: lint
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/comfyfleet demo --out out
+	bash scripts/demo.sh
 
 up: $(STAMP)
-	$(BIN)/comfyfleet up
+	$(BIN)/comfyfleet up --nodes 2
 
 clean:
 	rm -rf $(VENV) dist build out .mypy_cache .ruff_cache .pytest_cache

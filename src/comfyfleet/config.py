@@ -77,7 +77,10 @@ class LogConfig(_Frozen):
     @classmethod
     def _check_logdy(cls, value: str | None) -> str | None:
         if value:
-            parse_host_port(value)
+            try:
+                parse_host_port(value)
+            except ConfigError as exc:  # pydantic reports ValueErrors as field errors
+                raise ValueError(exc.detail) from None
         return value or None
 
 
@@ -121,8 +124,21 @@ class SimConfig(_Frozen):
     step_ms: float = Field(default=2.0, ge=0)
     # Model inventory: folder name -> file names (e.g. checkpoints -> [a.safetensors]).
     models: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    # Where outputs, inputs and temp files live (None: a fresh temp dir).
+    # Where outputs, inputs and temp files live (None: a fresh temp dir, removed at exit).
     data_dir: str | None = None
+    # Fault injection (see comfyfleet.sim.faults; all off by default).
+    # Node class types whose execution fails with an execution_error.
+    fail_node_types: tuple[str, ...] = ()
+    # The next N POST /prompt answer HTTP 500 (-1: every one; 0: off).
+    reject_prompts: int = Field(default=0, ge=-1)
+    # One-shot stall (no execution, no frames) after N executed nodes, lasting stall_ms
+    # milliseconds (0: until resumed through POST /sim/faults).
+    stall_after_nodes: int | None = Field(default=None, ge=1)
+    stall_ms: float = Field(default=0.0, ge=0)
+    # One-shot: close every websocket after N executed nodes.
+    drop_ws_after_nodes: int | None = Field(default=None, ge=1)
+    # Kill the process (os._exit) after N executed nodes.
+    die_after_nodes: int | None = Field(default=None, ge=1)
 
 
 def parse_models(specs: list[str]) -> dict[str, tuple[str, ...]]:

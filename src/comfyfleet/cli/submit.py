@@ -34,21 +34,34 @@ def submit(
         str | None, typer.Argument(help="A published workflow name (see /api/v1/workflows).")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="A workflow parameter, key=value.")
+        list[str] | None,
+        typer.Option("--set", envvar="SUBMIT_SET", help="A workflow parameter, key=value."),
     ] = None,
     graph: Annotated[
-        Path | None, typer.Option("--graph", help="Submit a raw API-format graph file instead.")
+        Path | None,
+        typer.Option(
+            "--graph", envvar="SUBMIT_GRAPH", help="Submit a raw API-format graph file instead."
+        ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the outputs.")] = Path("out"),
+    out: Annotated[
+        Path, typer.Option("--out", envvar="SUBMIT_OUT", help="Where to write the outputs.")
+    ] = Path("out"),
     url: Annotated[
         str, typer.Option("--url", envvar="COMFYFLEET_URL", help="The balancer's base URL.")
     ] = "http://127.0.0.1:7999",
     username: opt.Username = None,
     password: opt.Password = None,
-    priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the outputs.")] = True,
+    priority: Annotated[
+        int, typer.Option("--priority", envvar="SUBMIT_PRIORITY", help="Higher runs first.")
+    ] = 0,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", envvar="SUBMIT_WAIT", help="Wait for the outputs.")
+    ] = True,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Give up waiting after this many seconds.")
+        float,
+        typer.Option(
+            "--timeout", envvar="SUBMIT_TIMEOUT", help="Give up waiting after this many seconds."
+        ),
     ] = 600.0,
 ) -> None:
     """Submit a job to a balancer, follow its progress and download the outputs."""
