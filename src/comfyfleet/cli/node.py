@@ -3,11 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
-from comfyfleet.config import NodeConfig, ServerConfig
+from comfyfleet.config import NodeConfig
 
 
 @app.command()
@@ -51,13 +50,7 @@ def node(
 
     node_id = node_id or default_node_id(port)
     cfg = NodeConfig(
-        server=ServerConfig(
-            host=host,
-            port=port,
-            username=username,
-            password=SecretStr(password) if password else None,
-            insecure=insecure,
-        ),
+        server=opt.server_config(host, port, username, password, insecure),
         redis=opt.redis_config(
             redis_url, redis_host, redis_port, redis_password, redis_db, namespace
         ),

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import SecretStr
 
-from comfyfleet.config import LogConfig, RedisConfig, redis_url_from_parts
+from comfyfleet.config import LogConfig, RedisConfig, ServerConfig, redis_url_from_parts
 from comfyfleet.errors import ComfyfleetError
 
 C = TypeVar("C")
@@ -65,6 +66,18 @@ def redis_config(
     namespace: str,
 ) -> RedisConfig:
     return RedisConfig(url=redis_url_from_parts(url, host, port, password, db), namespace=namespace)
+
+
+def server_config(
+    host: str, port: int, username: str | None, password: str | None, insecure: bool
+) -> ServerConfig:
+    return ServerConfig(
+        host=host,
+        port=port,
+        username=username,
+        password=SecretStr(password) if password else None,
+        insecure=insecure,
+    )
 
 
 def log_config(level: str, logdy: str | None) -> LogConfig:
