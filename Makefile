@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint fmt demo up clean
+.PHONY: setup test lint fmt demo up clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ fmt: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The full chaos run (>= 1,000 jobs, 4 nodes, every fault kind several times; minutes).
+# `make test` runs its short form. CHAOS_SEED=N picks another fault plan.
+chaos: $(STAMP)
+	CHAOS_FULL=1 $(BIN)/pytest -q -s tests/chaos
 
 demo: $(STAMP)
 	bash scripts/demo.sh

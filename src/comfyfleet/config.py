@@ -8,6 +8,8 @@ REDIS_PASSWORD, REDIS_DB) keep working beside REDIS_URL.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -97,12 +99,50 @@ class ServerConfig(_Frozen):
         return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
 
+class WebhookConfig(_Frozen):
+    """Webhooks (balancer/webhooks.py). Times in ms."""
+
+    # Called for every job's terminal state beside the job's own `webhook_url` (None: off).
+    url: str | None = None
+    # Standard Webhooks signing secret `whsec_<base64>`; without it webhooks are refused.
+    secret: SecretStr | None = None
+    # Networks (CIDR) a webhook may reach although private, loopback, link-local...
+    allow: tuple[str, ...] = ()
+    max_attempts: int = Field(default=10, ge=1, le=50)
+    # First retry delay, doubled per attempt up to retry_max_ms, with jitter unless off.
+    retry_base_ms: int = Field(default=5_000, ge=1)
+    retry_max_ms: int = Field(default=3_600_000, ge=1)
+    retry_jitter: bool = True
+    # Whole request, connect to last byte (ms).
+    timeout_ms: int = Field(default=10_000, ge=100)
+    # How often the dispatcher looks for due work when no hint arrives (ms).
+    poll_ms: int = Field(default=500, ge=10)
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            try:
+                ok = len(base64.b64decode(raw.removeprefix("whsec_"), validate=True)) >= 16
+                ok = ok and raw.startswith("whsec_")
+            except binascii.Error:
+                ok = False
+            if not ok:  # never echo the secret itself
+                raise ValueError("must be whsec_ followed by base64 of at least 16 bytes")
+        return value
+
+
 class BalancerConfig(_Frozen):
     server: ServerConfig = ServerConfig(port=7999)
     redis: RedisConfig = RedisConfig()
     log: LogConfig = LogConfig()
     # Extra workflow folder published beside the built-in ones (None: built-ins only).
     workflows_dir: str | None = None
+    # Backpressure: most jobs waiting in one pool's queue; beyond it a submit gets 429 with
+    # Retry-After. Pool name -> bound; "*" applies to every pool not named (empty: no bound).
+    queue_limits: dict[str, int] = Field(default_factory=dict)
+    webhooks: WebhookConfig = WebhookConfig()
 
 
 class NodeConfig(_Frozen):
@@ -110,9 +150,19 @@ class NodeConfig(_Frozen):
     redis: RedisConfig = RedisConfig()
     log: LogConfig = LogConfig()
     comfy_url: str = "http://127.0.0.1:8188"
-    node_id: str | None = None
+    # Addressable in the balancer's API paths and Redis keys: no ':' or '/' (see schemas).
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     # Jobs kept queued inside ComfyUI beyond the one running, so the GPU never idles.
     prefetch: int = Field(default=1, ge=0, le=16)
+    # Reliability (see node/watchdog.py, node/leases.py, models/retry.py): a running prompt
+    # with no socket event and no queue movement this long (s) means ComfyUI hung, and
+    # ComfyUI unreachable this long loses the node's prompts; the lease of a claimed job
+    # (ms, renewed every third); the first retry delay after a failed attempt (ms, doubling
+    # up to 30 s), drawn from half to all of it unless jitter is off (tests).
+    hang_s: float = Field(default=120.0, ge=1.0)
+    lease_ms: int = Field(default=30_000, ge=1_000)
+    retry_base_ms: int = Field(default=1_000, ge=0)
+    retry_jitter: bool = True
 
 
 class SimConfig(_Frozen):

@@ -135,6 +135,7 @@ async def test_every_job_field_round_trips(store: JobStore, clock: FrozenClock) 
         not_before_ms=None,
         node_id="n1",
         lease_deadline_ms=None,
+        avoid_node="n1",  # its first attempt failed there with a retryable error
         cancel_requested=False,
         idempotency_key="idem-1",
         webhook_url="http://hook.example/x",

@@ -11,10 +11,20 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from comfyfleet.balancer import fleet_api, jobs_api
+from comfyfleet.balancer import (
+    apikeys_api,
+    events_api,
+    fleet_api,
+    inputs_api,
+    jobs_api,
+    openapi_ops,
+)
+from comfyfleet.balancer.admission import admission_middleware
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, REDIS, RESULTS, WORKFLOWS
 from comfyfleet.balancer.reaper import Reaper
+from comfyfleet.balancer.webhooks import webhooks_ctx
 from comfyfleet.config import BalancerConfig
+from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
@@ -23,7 +33,8 @@ from comfyfleet.store.results import RedisResultStore
 from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
 from comfyfleet.templates.registry import WorkflowRegistry, publish
-from comfyfleet.web.auth import auth_middlewares
+from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 
 log = structlog.get_logger(__name__)
@@ -38,6 +49,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[NODES] = NodeRegistry(redis, keys)
     app[RESULTS] = RedisResultStore(redis, keys)
     app[WORKFLOWS] = WorkflowRegistry(redis, keys)
+    app[API_KEYS] = ApiKeyStore(redis, keys)
     yield
     await redis.aclose()
 
@@ -71,11 +83,16 @@ async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(cfg: BalancerConfig) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, *auth_middlewares(cfg.server)],
+        middlewares=[problem_middleware, *auth_middlewares(cfg.server), admission_middleware],
         client_max_size=jobs_api.JSON_BODY_LIMIT,
     )
     app[CONFIG] = cfg
     app.cleanup_ctx.extend([_store_ctx, _publish_ctx, _reaper_ctx])
+    app.cleanup_ctx.extend([events_api.live_ctx, inputs_api.inputs_ctx, webhooks_ctx])
     app.add_routes(jobs_api.routes)
+    app.add_routes(events_api.routes)
+    app.add_routes(inputs_api.routes)
     app.add_routes(fleet_api.routes)
+    app.add_routes(apikeys_api.routes)
+    add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     return app

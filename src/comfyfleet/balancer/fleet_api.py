@@ -7,6 +7,14 @@ from typing import Any
 from aiohttp import web
 
 from comfyfleet.balancer.appkeys import JOBS, NODES, REDIS, WORKFLOWS
+from comfyfleet.balancer.schemas import (
+    NODE_ID_RE,
+    NodeDetail,
+    NodeList,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowSummary,
+)
 from comfyfleet.errors import NotFound
 from comfyfleet.models.node import NodeState
 from comfyfleet.web.responses import json_response
@@ -17,7 +25,8 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/workflows")
 async def list_workflows(request: web.Request) -> web.Response:
     templates = await request.app[WORKFLOWS].list()
-    return json_response({"workflows": [t.summary() for t in templates]})
+    summaries = [WorkflowSummary.model_validate(t.summary()) for t in templates]
+    return json_response(WorkflowList(workflows=summaries))
 
 
 @routes.get("/api/v1/workflows/{name}")
@@ -25,17 +34,18 @@ async def get_workflow(request: web.Request) -> web.Response:
     template = await request.app[WORKFLOWS].get(
         request.match_info["name"], request.query.get("version")
     )
-    return json_response(template.describe())
+    return json_response(WorkflowDetail.model_validate(template.describe()))
 
 
 @routes.get("/api/v1/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
-    return json_response({"nodes": await request.app[NODES].all()})
+    return json_response(NodeList(nodes=await request.app[NODES].all()))
 
 
 async def _node_or_404(request: web.Request) -> str:
     node_id = request.match_info["node_id"]
-    if await request.app[NODES].get(node_id) is None:
+    # A malformed id names no node (and must not reach a Redis key built from it).
+    if not NODE_ID_RE.fullmatch(node_id) or await request.app[NODES].get(node_id) is None:
         raise NotFound(f"no node {node_id!r}", node_id=node_id)
     return node_id
 
@@ -44,8 +54,10 @@ async def _node_or_404(request: web.Request) -> str:
 async def get_node(request: web.Request) -> web.Response:
     node_id = await _node_or_404(request)
     info = await request.app[NODES].get(node_id)
+    if info is None:  # deregistered since the check above
+        raise NotFound(f"no node {node_id!r}", node_id=node_id)
     jobs = await request.app[JOBS].jobs_of(node_id)
-    return json_response({**(info.model_dump(mode="json") if info else {}), "jobs": jobs})
+    return json_response(NodeDetail(**info.model_dump(), jobs=jobs))
 
 
 @routes.post("/api/v1/nodes/{node_id}/drain")

@@ -7,14 +7,23 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.balancer.appkeys import JOBS, RESULTS, WORKFLOWS
-from comfyfleet.balancer.schemas import JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.balancer.admission import queue_limit
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.events_api import wait_for_end, wait_seconds
+from comfyfleet.balancer.inputs_api import hold_inputs
+from comfyfleet.balancer.schemas import JOB_ID_RE, JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
-from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
+from comfyfleet.web.responses import (
+    JSON_BODY_LIMIT,
+    content_disposition,
+    json_response,
+    read_json,
+)
 
 __all__ = ["JSON_BODY_LIMIT", "routes"]
 
@@ -58,6 +67,7 @@ async def _spec_of(request: web.Request, body: JobRequest) -> JobSpec:
         "max_attempts": body.max_attempts,
         "timeout_ms": body.timeout_ms,
         "metadata": body.metadata,
+        "webhook_url": body.webhook_url,
     }
     if body.graph is not None:
         return JobSpec(graph=check_graph(body.graph), **common)
@@ -87,19 +97,29 @@ def _idempotency_key(request: web.Request) -> str | None:
 @routes.post("/api/v1/jobs")
 async def submit_job(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
+    wait_s = wait_seconds(request)
     body = JobRequest.model_validate(await read_json(request))
+    await request.app[WEBHOOKS].check(body.webhook_url, body.webhook_events)
     spec = await _spec_of(request, body)
-    job, created = await request.app[JOBS].enqueue(spec, idempotency_key=key)
+    await hold_inputs(request, spec.graph)
+    bound = queue_limit(request.app[CONFIG].queue_limits, spec.pool)
+    job, created = await request.app[JOBS].enqueue(spec, idempotency_key=key, queue_limit=bound)
+    if created and body.webhook_url:
+        await request.app[WEBHOOKS].watch(job, body.webhook_events, _base_url(request))
+    if wait_s and not job.is_terminal:
+        job = await wait_for_end(request.app, job.id, wait_s) or job
     view = await job_view(request, job)
     headers = {"Location": f"/api/v1/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(view, status=202, headers=headers)
+    # ?wait=: 200 when the job ended within the wait, else 202 as without it.
+    status = 200 if wait_s and job.is_terminal else 202
+    return json_response(view, status=status, headers=headers)
 
 
 async def _job_or_404(request: web.Request) -> Job:
     job_id = request.match_info["job_id"]
-    job = await request.app[JOBS].get(job_id)
+    job = await request.app[JOBS].get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
     if job is None:
         raise NotFound(f"no job {job_id!r}", job_id=job_id)
     return job
@@ -107,7 +127,12 @@ async def _job_or_404(request: web.Request) -> Job:
 
 @routes.get("/api/v1/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    return json_response(await job_view(request, await _job_or_404(request)))
+    wait_s = wait_seconds(request)
+    job = await _job_or_404(request)
+    if wait_s and not job.is_terminal:
+        # Long-poll: answer when the job ends, or as it is after `wait_s` seconds.
+        job = await wait_for_end(request.app, job.id, wait_s) or job
+    return json_response(await job_view(request, job))
 
 
 @routes.delete("/api/v1/jobs/{job_id}")
@@ -160,7 +185,7 @@ async def get_output(request: web.Request) -> web.Response:
     return web.Response(
         body=data,
         content_type=output.content_type,
-        headers={"Content-Disposition": f'inline; filename="{output.filename}"'},
+        headers={"Content-Disposition": content_disposition(output.filename)},
     )
 
 

@@ -1,12 +1,21 @@
-"""The reaper: hands back jobs whose lease expired (a node died, hung or lost Redis).
+"""The reaper: takes back jobs whose node stopped working on them.
 
-Safe to run in every balancer replica at once: requeue_expired is one atomic script per
-batch, so two reapers never requeue the same job twice.
+Two ways a job comes back, both one atomic script per step:
+- its node is lost (no heartbeat for the lost bound, 6 s by default): the node is marked
+  lost and every job it holds is requeued at once (`JobStore.reap_node`), without waiting
+  out the leases -- a node killed mid-job costs seconds, not a lease;
+- its lease expired (the node is alive but stopped renewing: hung, or cut off from Redis
+  longer than a lease): `JobStore.requeue_expired`.
+A requeued job avoids the node it left; a job out of attempts fails with its history.
+
+Safe to run in every balancer replica at once: each step is atomic, so two reapers never
+take a job back twice, and exactly one of them reports a node as newly lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -16,36 +25,97 @@ from comfyfleet.store.nodes import NodeRegistry
 log = structlog.get_logger(__name__)
 
 DEFAULT_REAP_INTERVAL_S = 1.0
-# A lost node stays listed (as lost) this long, so operators see it, then is forgotten.
+# Longest pause between passes while Redis keeps failing (s); doubles from the interval.
+MAX_BACKOFF_S = 10.0
+# A lost node stays listed (as lost) this long, so operators see it, then is forgotten (ms).
 FORGET_LOST_AFTER_MS = 10 * 60 * 1000
+BATCH = 100
+
+
+@dataclass
+class ReapResult:
+    """What one pass did: job ids whose lease expired, job ids taken from lost nodes, and
+    the nodes this pass newly marked lost."""
+
+    expired: list[str] = field(default_factory=list)
+    taken_back: list[str] = field(default_factory=list)
+    lost_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[str]:
+        return self.expired + self.taken_back
 
 
 class Reaper:
     def __init__(
-        self, jobs: JobStore, nodes: NodeRegistry, *, interval_s: float = DEFAULT_REAP_INTERVAL_S
+        self,
+        jobs: JobStore,
+        nodes: NodeRegistry,
+        *,
+        interval_s: float = DEFAULT_REAP_INTERVAL_S,
+        forget_after_ms: int = FORGET_LOST_AFTER_MS,
     ) -> None:
         self.jobs = jobs
         self.nodes = nodes
         self.interval_s = interval_s
+        self.forget_after_ms = forget_after_ms
+        # After this reaper could not reach Redis, nodes could not either: their heartbeats
+        # are stale through no fault of theirs, so lost nodes are not reaped before this
+        # time (ms). Leases still expire as usual.
+        self.lost_reaping_from_ms = 0
 
-    async def run_once(self) -> list[str]:
-        """One pass: requeue every job whose lease expired. Returns their ids."""
-        requeued: list[str] = []
+    def outage_seen(self) -> None:
+        """Redis was unreachable: give nodes one lost bound to heartbeat again."""
+        self.lost_reaping_from_ms = self.jobs.clock.now_ms() + self.nodes.lost_after_ms
+
+    async def run_once(self) -> ReapResult:
+        """One pass: lost nodes first (their jobs come back without waiting for leases),
+        then expired leases, then forget nodes lost for long. For tests, one step."""
+        result = ReapResult()
+        lost = await self.nodes.lost_nodes()
+        if self.jobs.clock.now_ms() < self.lost_reaping_from_ms:
+            lost = []
+        for node_id in lost:
+            marked, ids = await self.jobs.reap_node(
+                node_id, lost_before_ms=self.nodes.lost_cutoff_ms()
+            )
+            if marked:
+                result.lost_nodes.append(node_id)
+                log.warning("node_lost", lost_node=node_id, jobs=ids[:20], count=len(ids))
+            elif ids:
+                log.warning("lost_node_jobs_taken_back", lost_node=node_id, jobs=ids[:20])
+            result.taken_back += ids
         while True:
-            batch = await self.jobs.requeue_expired(limit=100)
-            requeued += batch
-            if len(batch) < 100:
+            batch = await self.jobs.requeue_expired(limit=BATCH)
+            result.expired += batch
+            if len(batch) < BATCH:
                 break
-        if requeued:
-            log.warning("leases_expired", count=len(requeued), jobs=requeued[:20])
-        return requeued
+        if result.expired:
+            log.warning("leases_expired", count=len(result.expired), jobs=result.expired[:20])
+        await self._forget_long_lost()
+        return result
+
+    async def _forget_long_lost(self) -> None:
+        now = self.jobs.clock.now_ms()
+        for node_id, since_ms in (await self.nodes.marked_lost()).items():
+            if now - since_ms >= self.forget_after_ms:
+                await self.nodes.forget(node_id)
+                log.info("lost_node_forgotten", lost_node=node_id)
 
     async def run(self) -> None:
+        """Pass every `interval_s` s; while Redis fails, back off (doubling, capped) and
+        carry on when it answers again."""
+        delay = self.interval_s
         while True:
             try:
                 await self.run_once()
+                delay = self.interval_s
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis down: keep trying, the next pass catches up
-                log.exception("reaper_pass_failed")
+            except Exception as exc:  # Redis down or restarting: the next pass catches up
+                log.warning("reaper_pass_failed", error=repr(exc), retry_in_s=delay)
+                self.outage_seen()
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(delay)
+                continue
             await asyncio.sleep(self.interval_s)

@@ -3,7 +3,8 @@ these same models, so they are the one source of truth for the wire format."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,8 +18,15 @@ from comfyfleet.models.job import (
     JobError,
     JobStatus,
 )
+from comfyfleet.models.node import NodeInfo
 
 MAX_GRAPH_NODES = 500
+# Ids as they appear in paths. Anything else names nothing, and never reaches a Redis key
+# (a node id with ':' could alias another key of the node's).
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NODE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+NODE_ID_RE = re.compile(NODE_ID_PATTERN)
 
 
 class JobRequest(BaseModel):
@@ -43,6 +51,18 @@ class JobRequest(BaseModel):
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
     timeout_ms: int | None = Field(default=None, ge=1000, le=24 * 3600 * 1000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POSTed (signed, Standard Webhooks) when the job ends; public hosts only "
+        "unless the balancer allowlists a network",
+    )
+    webhook_events: list[Literal["state", "progress"]] = Field(
+        default_factory=list,
+        max_length=2,
+        description="also send non-terminal state changes and/or step progress (coalesced "
+        "to about one a second)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> JobRequest:
@@ -141,3 +161,47 @@ class JobView(BaseModel):
 class JobPage(BaseModel):
     jobs: list[JobView]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: end")
+
+
+class WorkflowSummary(BaseModel):
+    """A published workflow: its current version and each param as a JSON Schema."""
+
+    name: str
+    version: str
+    description: str
+    params: dict[str, dict[str, Any]]
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowSummary]
+
+
+class WorkflowDetail(WorkflowSummary):
+    """The summary plus the params object's schema and the graphs (API and UI format)."""
+
+    params_schema: dict[str, Any]
+    graph: dict[str, Any]
+    ui: dict[str, Any] | None
+
+
+class NodeList(BaseModel):
+    nodes: list[NodeInfo]
+
+
+class NodeDetail(NodeInfo):
+    jobs: list[str] = Field(description="ids of the jobs the node holds a lease on")
+
+
+class DrainView(BaseModel):
+    node_id: str
+    drain: bool = Field(description="true: the node stops claiming; false: it claims again")
+
+
+class HealthView(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessView(BaseModel):
+    status: Literal["ok", "unavailable"]
+    ready_nodes: int
+    problems: list[str] = Field(default_factory=list, description="why not ready (503)")

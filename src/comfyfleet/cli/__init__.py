@@ -3,7 +3,15 @@ on `app`; only this package wires roles together."""
 
 from __future__ import annotations
 
-from comfyfleet.cli import balancer, node, sim, submit, up, version  # noqa: F401  (registration)
+from comfyfleet.cli import (  # noqa: F401  (registration)
+    apikey,
+    balancer,
+    node,
+    sim,
+    submit,
+    up,
+    version,
+)
 from comfyfleet.cli.app import app
 
 

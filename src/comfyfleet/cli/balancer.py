@@ -30,13 +30,73 @@ def balancer(
             "--workflows-dir", envvar="WORKFLOWS_DIR", help="Extra folder of workflows to publish."
         ),
     ] = None,
+    queue_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue-limit",
+            envvar="BALANCER_QUEUE_LIMIT",
+            help="Most jobs waiting per pool before submits get 429: N (every pool) or "
+            "POOL=N; repeatable; 0 or unset: no bound.",
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            envvar="BALANCER_WEBHOOK_URL",
+            help="Fleet-wide webhook: called for every job's terminal state.",
+        ),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-secret",
+            envvar="BALANCER_WEBHOOK_SECRET",
+            help="Signing secret whsec_<base64> (Standard Webhooks); webhooks are off "
+            "without it. Prefer the env var.",
+            show_default=False,
+        ),
+    ] = None,
+    webhook_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--webhook-allow",
+            envvar="BALANCER_WEBHOOK_ALLOW",
+            help="Network (CIDR) webhooks may reach although private or loopback; repeatable.",
+        ),
+    ] = None,
+    webhook_max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--webhook-max-attempts",
+            envvar="BALANCER_WEBHOOK_MAX_ATTEMPTS",
+            help="Attempts per webhook delivery before it is given up.",
+        ),
+    ] = 10,
+    webhook_retry_base_ms: Annotated[
+        int,
+        typer.Option(
+            "--webhook-retry-base-ms",
+            envvar="BALANCER_WEBHOOK_RETRY_BASE_MS",
+            help="First webhook retry delay (ms), doubling per attempt up to 1 h.",
+        ),
+    ] = 5000,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
 ) -> None:
     """Run the balancer: public job API, scheduling, reaper (port 7999)."""
+    from comfyfleet.balancer.admission import parse_queue_limits
     from comfyfleet.balancer.app import create_app
+    from comfyfleet.balancer.webhooks import webhook_config
     from comfyfleet.cli.serve import run_server
 
+    webhooks = opt.build(
+        lambda url: webhook_config(
+            url, webhook_secret, webhook_allow or [], webhook_max_attempts, webhook_retry_base_ms
+        ),
+        webhook_url,
+        "balancer",
+    )
     cfg = BalancerConfig(
         server=opt.server_config(host, port, username, password, insecure),
         redis=opt.redis_config(
@@ -44,6 +104,8 @@ def balancer(
         ),
         log=opt.log_config(log_level, logdy),
         workflows_dir=workflows_dir,
+        queue_limits=opt.build(parse_queue_limits, queue_limit or [], "balancer"),
+        webhooks=webhooks,
     )
     run_server(
         opt.build(create_app, cfg, "balancer"),

@@ -102,6 +102,9 @@ class FleetSpec:
     prefetch: int = 1
     data_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Extra command-line options for every node / the balancer (e.g. "--hang-timeout", "3").
+    node_args: list[str] = field(default_factory=list)
+    balancer_args: list[str] = field(default_factory=list)
 
 
 class Fleet:
@@ -185,6 +188,7 @@ class Fleet:
                         f"node-{i + 1}",
                         "--prefetch",
                         str(spec.prefetch),
+                        *spec.node_args,
                     ],
                     port,
                     "/healthz",
@@ -192,7 +196,10 @@ class Fleet:
             )
         port = self._port(spec.balancer_port)
         self.balancer = self._proc(
-            "balancer", ["balancer", "--host", spec.host, "--port", str(port)], port, "/healthz"
+            "balancer",
+            ["balancer", "--host", spec.host, "--port", str(port), *spec.balancer_args],
+            port,
+            "/healthz",
         )
         for proc in [*self.sims, *self.nodes, self.balancer]:
             proc.start()
@@ -206,6 +213,10 @@ class Fleet:
 
     def node_url(self, index: int) -> str:
         return self.nodes[index].health_url.removesuffix("/healthz")
+
+    def sim_url(self, index: int) -> str:
+        """The base URL of the stand-in behind node `index` (its /sim/faults lives there)."""
+        return self.sims[index].health_url.removesuffix("/system_stats")
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until the balancer says a node can take jobs."""

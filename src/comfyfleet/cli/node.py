@@ -32,6 +32,39 @@ def node(
             help="Extra jobs kept queued inside ComfyUI so the GPU never idles.",
         ),
     ] = 1,
+    hang_timeout: Annotated[
+        float,
+        typer.Option(
+            "--hang-timeout",
+            envvar="NODE_HANG_TIMEOUT",
+            min=1.0,
+            help="Seconds a running prompt may go without any ComfyUI event before ComfyUI "
+            "counts as hung (and unreachable ComfyUI as lost).",
+        ),
+    ] = 120.0,
+    lease_ms: Annotated[
+        int,
+        typer.Option(
+            "--lease-ms", envvar="NODE_LEASE_MS", min=1000, help="Job lease, renewed every third."
+        ),
+    ] = 30_000,
+    retry_base_ms: Annotated[
+        int,
+        typer.Option(
+            "--retry-base-ms",
+            envvar="NODE_RETRY_BASE_MS",
+            min=0,
+            help="First retry delay after a failed attempt; doubles up to 30 s.",
+        ),
+    ] = 1_000,
+    retry_jitter: Annotated[
+        bool,
+        typer.Option(
+            "--retry-jitter/--no-retry-jitter",
+            envvar="NODE_RETRY_JITTER",
+            help="Draw each retry delay from half to all of it (off: exact, for tests).",
+        ),
+    ] = True,
     redis_url: opt.RedisUrl = None,
     redis_host: opt.RedisHost = None,
     redis_port: opt.RedisPort = None,
@@ -58,6 +91,10 @@ def node(
         comfy_url=comfy_url,
         node_id=node_id,
         prefetch=prefetch,
+        hang_s=hang_timeout,
+        lease_ms=lease_ms,
+        retry_base_ms=retry_base_ms,
+        retry_jitter=retry_jitter,
     )
     run_server(
         opt.build(create_app, cfg, "node"),

@@ -160,6 +160,9 @@ class Job(BaseModel):
     not_before_ms: int | None = None
     node_id: str | None = None
     lease_deadline_ms: int | None = None
+    # The node whose fault ended the last attempt: claim passes the job over there while
+    # another ready node serves its pool (None: no preference).
+    avoid_node: str | None = None
     cancel_requested: bool = False
     idempotency_key: str | None = None
     webhook_url: str | None = None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 
 from comfyfleet.errors import BadRequest
 from comfyfleet.node.appkeys import COMFY, STATE, WORKER
-from comfyfleet.web.responses import json_response, read_json
+from comfyfleet.node.openapi_ops import NODE_CLASS_PATTERN, InterruptRequest
+from comfyfleet.web.responses import check_name, json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -59,7 +61,11 @@ async def system_stats(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/comfy/object_info")
 async def object_info(request: web.Request) -> web.Response:
-    return json_response(await request.app[COMFY].object_info(request.query.get("node_class")))
+    # The name becomes a path segment of ComfyUI's URL: no separators, no "..".
+    node_class = request.query.get("node_class")
+    if node_class is not None and not re.fullmatch(NODE_CLASS_PATTERN, node_class):
+        raise BadRequest("node_class must be one ComfyUI class name (no '/', '?', '#', '%')")
+    return json_response(await request.app[COMFY].object_info(node_class))
 
 
 @routes.get("/api/v1/comfy/queue")
@@ -77,16 +83,17 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/comfy/models")
 async def models(request: web.Request) -> web.Response:
-    return json_response(await request.app[COMFY].models(request.query.get("folder")))
+    folder = request.query.get("folder")
+    if folder is not None:
+        check_name(folder, "folder")
+    return json_response(await request.app[COMFY].models(folder))
 
 
 @routes.post("/api/v1/comfy/interrupt")
 async def interrupt(request: web.Request) -> web.Response:
     """Interrupt what ComfyUI runs now, or only `prompt_id` if given."""
     body: Any = await read_json(request) if request.can_read_body else {}
-    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
-    if prompt_id is not None and not isinstance(prompt_id, str):
-        raise BadRequest("prompt_id must be a string")
+    prompt_id = InterruptRequest.model_validate(body).prompt_id
     await request.app[COMFY].interrupt(prompt_id)
     return json_response({"interrupted": prompt_id or "current"})
 

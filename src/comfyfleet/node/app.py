@@ -15,25 +15,39 @@ import structlog
 from aiohttp import web
 
 from comfyfleet.clock import SYSTEM_CLOCK
-from comfyfleet.comfy import ComfyClient
+from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import NodeConfig
-from comfyfleet.node import api
+from comfyfleet.models.retry import Backoff
+from comfyfleet.node import api, openapi_ops
 from comfyfleet.node.appkeys import COMFY, CONFIG, STATE, WORKER
-from comfyfleet.node.monitor import cancel_listener, check_health, health_loop, heartbeat_loop
+from comfyfleet.node.monitor import (
+    beat_once,
+    cancel_listener,
+    check_health,
+    health_loop,
+    heartbeat_loop,
+)
 from comfyfleet.node.runner import ComfyRunner
 from comfyfleet.node.state import NodeStatus
+from comfyfleet.node.watchdog import HangWatch
 from comfyfleet.node.worker import Worker
+from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
-from comfyfleet.web.auth import auth_middlewares
+from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 
 log = structlog.get_logger(__name__)
 
 DRAIN_GRACE_S = 20.0
+# The client's own cross-check of a quiet prompt (s): often enough to notice a prompt that
+# vanished, never more often than the hang bound needs.
+SILENCE_CAP_S = 30.0
+RECOVER_BACKOFF_S = (0.25, 5.0)
 
 
 def default_node_id(port: int) -> str:
@@ -60,49 +74,85 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = Keys(cfg.redis.namespace)
     store = JobStore(redis, keys)
     registry = NodeRegistry(redis, keys)
-    comfy = ComfyClient(cfg.comfy_url, client_id=f"comfyfleet-{node_id}")
+    # A stable client id: after a restart, ComfyUI sends the events of the prompts the
+    # previous life queued to this one. Unreachable for the hang bound: prompts are lost.
+    options = ComfyOptions(silence_s=min(SILENCE_CAP_S, cfg.hang_s / 2), unreachable_s=cfg.hang_s)
+    comfy = ComfyClient(cfg.comfy_url, client_id=f"comfyfleet-{node_id}", options=options)
     status = NodeStatus(
         node_id=node_id,
         comfy_url=cfg.comfy_url,
         url=f"http://{cfg.server.host}:{cfg.server.port}",
         started_ms=SYSTEM_CLOCK.now_ms(),
     )
+    backoff = Backoff(base_ms=cfg.retry_base_ms, jitter=cfg.retry_jitter)
     runner = ComfyRunner(
-        node_id=node_id, store=store, results=RedisResultStore(redis, keys), comfy=comfy
+        node_id=node_id,
+        store=store,
+        results=RedisResultStore(redis, keys),
+        comfy=comfy,
+        backoff=backoff,
     )
     worker = Worker(
         node_id=node_id,
         store=store,
         runner=runner,
         capacity=1 + cfg.prefetch,
-        can_claim=lambda: status.comfy_healthy,
+        can_claim=lambda: status.can_claim,
+        lease_ms=cfg.lease_ms,
     )
     app[COMFY], app[STATE], app[WORKER] = comfy, status, worker
+    app[API_KEYS] = ApiKeyStore(redis, keys)  # bearer keys, shared with the balancer
     await check_health(comfy, status, worker)
-    await _recover(store, node_id)
+    watch = HangWatch(comfy, status, worker, hang_s=cfg.hang_s)
     loops = [
         _spawn(health_loop(comfy, status, worker), "health"),
-        _spawn(heartbeat_loop(registry, store, status, worker), "heartbeat"),
+        _spawn(_recover_then_claim(registry, store, status, worker), "claim"),
         _spawn(cancel_listener(store, keys, worker), "cancels"),
-        _spawn(worker.run(), "claim"),
+        _spawn(watch.run(), "hang-watch"),
     ]
     log.info("node_started", comfy_url=cfg.comfy_url, capacity=worker.capacity)
     yield
     await worker.drain(DRAIN_GRACE_S)
     await _stop(loops)
     with contextlib.suppress(Exception):
-        await registry.deregister(node_id)
+        await registry.deregister(node_id, worker.pools)
     await comfy.close()
     await redis.aclose()
 
 
-async def _recover(store: JobStore, node_id: str) -> None:
-    """A node restarted with the same id hands back whatever its last life still held:
-    the old process's prompts cannot be followed from here with certainty."""
-    for job_id in await store.jobs_of(node_id):
-        with contextlib.suppress(Exception):
-            await store.release(job_id, node_id)
-            log.warning("job_handed_back_after_restart", job_id=job_id)
+async def _recover_then_claim(
+    registry: NodeRegistry, store: JobStore, status: NodeStatus, worker: Worker
+) -> None:
+    """Beat once (so no reaper takes this node for lost while it recovers), adopt what the
+    previous life held, then heartbeat and claim. Retried with backoff while Redis is down,
+    so a node can start before its Redis does."""
+    first, cap = RECOVER_BACKOFF_S
+    delay = first
+    while True:
+        try:
+            await beat_once(registry, store, status, worker)
+            await _recover(store, worker)
+            break
+        except Exception as exc:  # Redis unreachable: try again
+            log.warning("node_recovery_failed", error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+    beats = _spawn(heartbeat_loop(registry, store, status, worker), "heartbeat")
+    try:
+        await worker.run()
+    finally:
+        await _stop([beats])
+
+
+async def _recover(store: JobStore, worker: Worker) -> None:
+    """A node restarted with the same id takes over the jobs its last life still holds:
+    their prompts may be queued, running or finished in ComfyUI (prompt ids are derived from
+    job and attempt, and the socket's client id is stable), so each is followed to its end
+    instead of being run again. A prompt ComfyUI no longer has ends the attempt."""
+    for job_id in await store.jobs_of(worker.node_id):
+        job = await store.get(job_id)
+        if job is not None and job.node_id == worker.node_id and not job.is_terminal:
+            worker.adopt(job)
 
 
 def create_app(cfg: NodeConfig) -> web.Application:
@@ -110,4 +160,5 @@ def create_app(cfg: NodeConfig) -> web.Application:
     app[CONFIG] = cfg
     app.cleanup_ctx.append(_node_ctx)
     app.add_routes(api.routes)
+    add_docs_routes(app, openapi_ops.document, title="comfyfleet node")
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfyfleet.clock import Clock
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.comfy import events as ev
+from comfyfleet.node.previews import PreviewKeeper
 from comfyfleet.store.jobs import JobStore
 
 # At most one progress event per job per this many ms: a 150-step sampler on a fast GPU
@@ -22,6 +23,7 @@ class ProgressForwarder:
         self.prompt_id = prompt_id
         self.clock = clock
         self._last_ms = 0
+        self._previews = PreviewKeeper(store, job_id, clock)
 
     async def run(self) -> None:
         async for event in self.comfy.follow(self.prompt_id):
@@ -31,6 +33,8 @@ class ProgressForwarder:
                 await self.store.append_event(self.job_id, "started", {"prompt_id": self.prompt_id})
             elif isinstance(event, ev.Executing) and event.node is not None:
                 await self.store.append_event(self.job_id, "executing", {"node": event.node})
+            elif isinstance(event, ev.PreviewImage):
+                await self._previews.offer(event)
 
     async def _progress(self, event: ev.Progress) -> None:
         now = self.clock.now_ms()

@@ -1,4 +1,11 @@
-"""Running one claimed job on this node's ComfyUI, from submit to a stored outcome."""
+"""Running one claimed job on this node's ComfyUI, from submit to a stored outcome.
+
+Every claim has its own prompt id (see `prompt_id_for`), submitted at most once, so
+each execution inside ComfyUI belongs to exactly one counted attempt. A prompt that must
+stop (cancel, lost lease, hand-back, time limit, hang) is deleted if still pending, else
+interrupted, and its end is confirmed from /queue + /history within `stop_confirm_s`: a
+prompt that never started is handed back without spending an attempt.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import asyncio
 import contextlib
 import random
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
@@ -21,26 +30,40 @@ from comfyfleet.comfy import (
     PromptRejected,
     Rejected,
     Success,
+    outcome_from_history,
 )
-from comfyfleet.errors import ComfyfleetError, InvalidTransition, NotOwner
-from comfyfleet.models.job import Job, JobError
+from comfyfleet.errors import ComfyfleetError, InvalidTransition, NotOwner, StoreError
+from comfyfleet.models.job import Job, JobError, OutputRef
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node.failures import execution_error, node_fault, rejected_error
+from comfyfleet.node.inputs import input_error, stage_inputs
 from comfyfleet.node.outputs import collect_outputs
 from comfyfleet.node.progress import ProgressForwarder
 from comfyfleet.node.worker import JobControl
+from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.results import RedisResultStore
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
-# prompt ids are derived from (job, attempt): a re-submit after a node restart finds the
-# same prompt in ComfyUI's queue or history instead of running it twice.
+# prompt ids are derived from (job, attempt, claim time): after a node restart the same
+# claim's prompt is found in ComfyUI's queue or history instead of being run twice, and a
+# job handed back untried (same attempt number) gets a fresh id when claimed again.
 PROMPT_NAMESPACE = uuid.UUID("5b0c3f0e-8f4e-4d8e-9a57-0c6f1e0f7a11")
+# How long a stopped prompt may take to leave ComfyUI's queue before the attempt is given up
+# on anyway (s), and how often /queue + /history are read meanwhile (s).
+STOP_CONFIRM_S = 10.0
+HUNG_CONFIRM_S = 1.0
+STOP_POLL_S = 0.2
+# How long the final write of an attempt is retried while Redis is unreachable (s): past two
+# default leases the reaper has taken the job back and the write would be refused anyway.
+WRITE_PATIENCE_S = 60.0
+WRITE_BACKOFF_S = (0.1, 2.0)
 
 
 def prompt_id_for(job: Job) -> str:
-    return str(uuid.uuid5(PROMPT_NAMESPACE, f"{job.id}:{job.attempts}"))
+    return str(uuid.uuid5(PROMPT_NAMESPACE, f"{job.id}:{job.attempts}:{job.started_ms}"))
 
 
 class ComfyRunner:
@@ -55,6 +78,7 @@ class ComfyRunner:
         comfy: ComfyClient,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        stop_confirm_s: float = STOP_CONFIRM_S,
     ) -> None:
         self.node_id = node_id
         self.store = store
@@ -62,13 +86,30 @@ class ComfyRunner:
         self.comfy = comfy
         self.backoff = backoff or Backoff()
         self.clock = clock
+        self.stop_confirm_s = stop_confirm_s
         self.rng = random.Random()
+        # Uploaded input images (store/inputs.py) live beside the jobs in the same Redis.
+        self.inputs = InputStore(store.redis, store.keys)
 
     async def __call__(self, job: Job, control: JobControl) -> None:
         prompt_id = prompt_id_for(job)
+        control.prompt_id = prompt_id
+        started = await (self._resume(job, prompt_id) if control.adopted else
+                         self._submit(job, prompt_id))  # fmt: skip
+        if started:
+            outcome = await self._follow(job, prompt_id, control)
+            await self._settle(job, outcome, control)
+
+    async def _submit(self, job: Job, prompt_id: str) -> bool:
+        """Queue the attempt's prompt. False when that failed (the attempt is settled)."""
+        try:
+            graph = await stage_inputs(job.graph, self.inputs, self.comfy)
+        except ComfyfleetError as exc:
+            await self._fail(job, input_error(self.node_id, exc))
+            return False
         try:
             await self.comfy.submit(
-                job.graph, prompt_id=prompt_id, extra_data={"comfyfleet_job_id": job.id}
+                graph, prompt_id=prompt_id, extra_data={"comfyfleet_job_id": job.id}
             )
         except PromptRejected as exc:
             rejected = Rejected(
@@ -76,49 +117,79 @@ class ComfyRunner:
                 details=exc.details, node_errors=exc.node_errors,
             )  # fmt: skip
             await self._fail(job, rejected_error(self.node_id, rejected))
-            return
+            return False
         except ComfyRefused as exc:
             await self._fail(job, JobError(code="comfy_refused", message=str(exc)))
-            return
+            return False
+        except ComfyfleetError as exc:
+            # The POST may have reached ComfyUI before the error: take the prompt out again
+            # (best effort) so the attempt does not run behind the node's back.
+            with contextlib.suppress(ComfyfleetError):
+                await self.comfy.delete_from_queue([prompt_id])
+            await self._fail(job, node_fault(self.node_id, "comfy_unavailable", str(exc)))
+            return False
+        await self.store.append_event(job.id, "submitted", {"prompt_id": prompt_id})
+        return True
+
+    async def _resume(self, job: Job, prompt_id: str) -> bool:
+        """An adopted job: follow its prompt if ComfyUI still has it (queued, running or in
+        history). If not, the attempt is over: it may have run on a ComfyUI that restarted
+        since, so it is counted, and the job goes back to the queue."""
+        try:
+            queue = await self.comfy.queue()
+            found = queue.contains(prompt_id) or await self.comfy.history(prompt_id) is not None
         except ComfyfleetError as exc:
             await self._fail(job, node_fault(self.node_id, "comfy_unavailable", str(exc)))
-            return
-        await self.store.append_event(job.id, "submitted", {"prompt_id": prompt_id})
-        outcome = await self._follow(job, prompt_id, control)
-        await self._settle(job, outcome, control)
+            return False
+        if not found:
+            message = "the node restarted and its ComfyUI no longer has the attempt's prompt"
+            await self._fail(job, node_fault(self.node_id, "node_restarted", message))
+            return False
+        log.info("job_resumed", job_id=job.id, prompt_id=prompt_id)
+        await self.store.append_event(job.id, "resumed", {"prompt_id": prompt_id})
+        return True
 
     async def _follow(self, job: Job, prompt_id: str, control: JobControl) -> PromptOutcome | None:
-        """Forward progress until the outcome is known; stop ComfyUI if told to.
-
-        Returns None when the job's own time limit ran out (it was interrupted)."""
+        """Forward progress until the outcome is known or the prompt had to be stopped.
+        None: stopped, and ComfyUI did not confirm how it ended within `stop_confirm_s`."""
         forwarder = ProgressForwarder(self.store, job.id, self.comfy, prompt_id, self.clock)
         forward = asyncio.create_task(forwarder.run())
-        stopper = asyncio.create_task(self._stop_when_told(prompt_id, control))
-        timeout_s = job.timeout_ms / 1000 if job.timeout_ms else None
+        waiter = asyncio.create_task(self.comfy.wait(prompt_id))
+        stopper = asyncio.create_task(self._stop_when_told(job, prompt_id, control))
         try:
-            async with asyncio.timeout(timeout_s):
-                return await self.comfy.wait(prompt_id)
-        except TimeoutError:
-            await self._stop_prompt(prompt_id)
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    return task.result()
             return None
         finally:
-            stopper.cancel()
-            forward.cancel()
-            for task in (stopper, forward):
+            for task in (waiter, stopper, forward):
+                task.cancel()
+            for task in (waiter, stopper, forward):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _stop_when_told(self, prompt_id: str, control: JobControl) -> None:
-        waits = [
-            asyncio.create_task(e.wait())
-            for e in (control.cancelled, control.lease_lost, control.handback)
-        ]
+    async def _stop_when_told(
+        self, job: Job, prompt_id: str, control: JobControl
+    ) -> PromptOutcome | None:
+        """Wait for a reason to stop (or the job's time limit), stop the prompt, and return
+        how it ended as ComfyUI confirms it."""
+        timeout_s = job.timeout_ms / 1000 if job.timeout_ms else None
+        waits = [asyncio.create_task(event.wait()) for event in control.stop_events()]
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for task in waits:
                 task.cancel()
+        if not done:
+            control.timed_out.set()
         await self._stop_prompt(prompt_id)
+        # A hung ComfyUI will not confirm anything soon: look once more, then give up (the
+        # attempt is counted either way, so a late run of the prompt stays accounted for).
+        hung = control.hung.is_set()
+        return await self._confirm_stopped(prompt_id, HUNG_CONFIRM_S if hung else None)
 
     async def _stop_prompt(self, prompt_id: str) -> None:
         """Take the prompt out of ComfyUI: delete it if still pending, else interrupt it.
@@ -129,55 +200,116 @@ class ComfyRunner:
         except ComfyfleetError as exc:
             log.warning("stop_prompt_failed", prompt_id=prompt_id, error=str(exc))
 
+    async def _confirm_stopped(
+        self, prompt_id: str, within_s: float | None = None
+    ) -> PromptOutcome | None:
+        """Poll /queue then /history: an entry in history is how it ended; absent from both
+        means it was deleted before it started. None after `within_s` s (default
+        `stop_confirm_s`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.stop_confirm_s if within_s is None else within_s)
+        while True:
+            try:
+                queue = await self.comfy.queue()
+                entry = await self.comfy.history(prompt_id)
+            except ComfyfleetError as exc:
+                log.warning("stop_confirm_failed", prompt_id=prompt_id, error=str(exc))
+            else:
+                if entry is not None:
+                    return outcome_from_history(entry)
+                if not queue.contains(prompt_id):
+                    return Deleted(prompt_id=prompt_id, source="history")
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(STOP_POLL_S)
+
     async def _settle(self, job: Job, outcome: PromptOutcome | None, control: JobControl) -> None:
+        """Write the attempt's end. Success wins over every stop reason but a cancel."""
         if control.lease_lost.is_set():
             log.warning("job_abandoned_lease_lost", job_id=job.id)
-            return
-        if outcome is None:
-            limit = job.timeout_ms or 0
-            error = node_fault(self.node_id, "timeout", f"job ran past its {limit} ms limit")
-            await self._fail(job, error)
         elif isinstance(outcome, Success) and not control.cancelled.is_set():
             await self._complete(job, outcome)
         elif control.cancelled.is_set():
-            await self._write(self.store.finish_cancelled(job.id, self.node_id))
-        elif control.handback.is_set():
-            await self._write(self.store.release(job.id, self.node_id))
-        elif isinstance(outcome, ExecutionFailed):
-            await self._fail(job, execution_error(self.node_id, outcome))
-        elif isinstance(outcome, Rejected):
-            await self._fail(job, rejected_error(self.node_id, outcome))
-        elif isinstance(outcome, Interrupted | Deleted):
+            await self._write(lambda: self.store.finish_cancelled(job.id, self.node_id))
+        elif control.handback.is_set() and isinstance(outcome, Deleted):
+            # Never started inside ComfyUI: hand it back without spending an attempt.
+            await self._write(lambda: self.store.release(job.id, self.node_id))
+        else:
+            await self._fail(job, self._error_of(job, outcome, control))
+
+    def _error_of(self, job: Job, outcome: PromptOutcome | None, control: JobControl) -> JobError:
+        fault = node_fault
+        if control.handback.is_set():
+            return fault(self.node_id, "handed_back", "stopped while running: node draining")
+        if control.timed_out.is_set():
+            return fault(self.node_id, "timeout", f"job ran past its {job.timeout_ms} ms limit")
+        if control.hung.is_set():
+            return fault(self.node_id, "comfy_hung", "ComfyUI stopped executing the prompt")
+        if isinstance(outcome, ExecutionFailed):
+            return execution_error(self.node_id, outcome)
+        if isinstance(outcome, Rejected):
+            return rejected_error(self.node_id, outcome)
+        if isinstance(outcome, Interrupted | Deleted):
             message = f"ComfyUI {outcome.kind} the prompt outside comfyfleet"
-            await self._fail(job, node_fault(self.node_id, f"comfy_{outcome.kind}", message))
-        elif isinstance(outcome, Lost):
+            return fault(self.node_id, f"comfy_{outcome.kind}", message)
+        if isinstance(outcome, Lost):
             message = f"ComfyUI lost the prompt (restarted?): {outcome.reason}"
-            await self._fail(job, node_fault(self.node_id, "comfy_lost", message))
+            return fault(self.node_id, "comfy_lost", message)
+        return fault(self.node_id, "comfy_unavailable", "the prompt's outcome is unknown")
 
     async def _complete(self, job: Job, outcome: Success) -> None:
-        try:
-            refs = await collect_outputs(
+        async def collect() -> list[OutputRef]:
+            return await collect_outputs(
                 self.comfy, self.results, job.id, outcome.outputs, max_bytes=self.results.max_bytes
             )
+
+        try:
+            # Redis unreachable while storing the images: store them again once it is back
+            # rather than spend an attempt (ComfyUI still has the files).
+            refs = await _patiently(collect)
         except ComfyfleetError as exc:
             error = JobError(
                 code=exc.code, message=exc.detail, retryable=exc.retryable, node_id=self.node_id
             )
             await self._fail(job, error)
             return
-        await self._write(self.store.complete(job.id, self.node_id, refs))
+        await self._write(lambda: self.store.complete(job.id, self.node_id, refs))
         log.info("job_succeeded", job_id=job.id, outputs=len(refs), cached=outcome.cached)
 
     async def _fail(self, job: Job, error: JobError) -> None:
         backoff = self.backoff.delay_ms(job.attempts, self.rng) if error.retryable else 0
         log.warning("job_attempt_failed", job_id=job.id, code=error.code, detail=error.message)
-        await self._write(self.store.fail(job.id, self.node_id, error, backoff_ms=backoff))
+        await self._write(lambda: self.store.fail(job.id, self.node_id, error, backoff_ms=backoff))
 
-    async def _write(self, write: object) -> None:
+    async def _write(self, write: Callable[[], Awaitable[Job]]) -> None:
         """The final write of an attempt: shielded from cancellation (a drain deadline must
-        not cut it in half), and a refusal means someone else owns the job now."""
-        assert asyncio.iscoroutine(write)
+        not cut it in half), retried while Redis is unreachable (the lease keeper keeps the
+        lease meanwhile), and a refusal means someone else owns the job now."""
+
+        async def shielded() -> Job:
+            return await asyncio.shield(write())
+
         try:
-            await asyncio.shield(write)
+            await _patiently(shielded)
         except (NotOwner, InvalidTransition) as exc:
             log.warning("outcome_refused", detail=exc.detail)
+        except StoreError as exc:
+            log.error("outcome_write_gave_up", error=exc.detail)
+
+
+async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
+    """Run `step`, again with backoff after each StoreError (Redis unreachable), for up to
+    WRITE_PATIENCE_S s; then the last StoreError is raised."""
+    first, cap = WRITE_BACKOFF_S
+    delay = first
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WRITE_PATIENCE_S
+    while True:
+        try:
+            return await step()
+        except StoreError as exc:
+            if loop.time() >= deadline:
+                raise
+            log.warning("store_write_retry", error=exc.detail, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)

@@ -34,10 +34,17 @@ class NodeStatus:
     url: str
     started_ms: int
     comfy_healthy: bool = False
+    # The prompt ComfyUI was found hung on (see node/watchdog.py); None: not hung.
+    comfy_hung: str | None = None
     stats: SystemStats | None = None
     node_classes: list[str] = field(default_factory=list)
     models: dict[str, list[str]] = field(default_factory=dict)
     digest: str | None = None
+
+    @property
+    def can_claim(self) -> bool:
+        """ComfyUI answers and is not hung."""
+        return self.comfy_healthy and self.comfy_hung is None
 
     def set_inventory(self, object_info: dict[str, Any], models: dict[str, list[str]]) -> None:
         self.node_classes = sorted(object_info)
@@ -48,7 +55,7 @@ class NodeStatus:
         device = self.stats.devices[0] if self.stats and self.stats.devices else None
         if worker.draining:
             state = NodeState.DRAINING
-        elif not self.comfy_healthy:
+        elif not self.can_claim:
             state = NodeState.UNHEALTHY
         else:
             state = NodeState.READY

@@ -24,20 +24,35 @@ log = structlog.get_logger(__name__)
 DEFAULT_LEASE_MS = 30_000
 # Upper bound on waiting for work when no wake-up hint arrives (a missed pub/sub message).
 IDLE_WAIT_S = 2.0
+# Pause after a failed claim (s), doubling while Redis keeps failing, up to the cap.
+CLAIM_BACKOFF_S = (0.25, 5.0)
 
 
 @dataclass
 class JobControl:
-    """Signals from outside to a running job: cancelled by a client, or its lease lost."""
+    """Signals from outside to a running job, and what the runner tells the node about it."""
 
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set when the node is stopping and the job should be handed back untried.
+    # Set when the node is stopping (drain) or its ComfyUI hung behind another prompt: the
+    # job goes back to the queue, untried if its prompt never started.
     handback: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by the watchdog when this job's prompt is the one ComfyUI hangs on.
+    hung: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by the runner when the job's own time limit ran out.
+    timed_out: asyncio.Event = field(default_factory=asyncio.Event)
+    # A job this node held before it restarted: follow its prompt, do not submit it again.
+    adopted: bool = False
+    # The ComfyUI prompt id of the current attempt, once the runner knows it.
+    prompt_id: str | None = None
+
+    def stop_events(self) -> list[asyncio.Event]:
+        """Each event that means: take the prompt out of ComfyUI now."""
+        return [self.cancelled, self.lease_lost, self.handback, self.hung, self.timed_out]
 
     @property
     def stop_requested(self) -> bool:
-        return self.cancelled.is_set() or self.lease_lost.is_set() or self.handback.is_set()
+        return any(event.is_set() for event in self.stop_events())
 
 
 class JobRunner(Protocol):
@@ -88,12 +103,17 @@ class Worker:
             self._start(job)
         return jobs
 
-    def _start(self, job: Job) -> None:
-        control = JobControl()
+    def adopt(self, job: Job) -> None:
+        """Take over a job this node's previous life held (same node id): its prompt may
+        still be queued, running or finished in ComfyUI, so the runner follows it."""
+        self._start(job, adopted=True)
+
+    def _start(self, job: Job, *, adopted: bool = False) -> None:
+        control = JobControl(adopted=adopted)
         self.controls[job.id] = control
         task = asyncio.create_task(self._run(job, control), name=f"job-{job.id}")
         self.tasks[job.id] = task
-        log.info("job_claimed", job_id=job.id, attempt=job.attempts)
+        log.info("job_adopted" if adopted else "job_claimed", job_id=job.id, attempt=job.attempts)
 
     async def _run(self, job: Job, control: JobControl) -> None:
         keeper = LeaseKeeper(
@@ -123,16 +143,21 @@ class Worker:
         return True
 
     async def run(self) -> None:
-        """Claim forever; returns only when cancelled."""
+        """Claim forever; returns only when cancelled. While Redis fails, back off
+        (doubling, capped) and carry on when it answers again."""
+        first, cap = CLAIM_BACKOFF_S
+        delay = first
         while True:
             try:
                 claimed = await self.run_once()
+                delay = first
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis blip: back off briefly and try again
-                log.warning("claim_failed", error=repr(exc))
-                claimed = []
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # Redis down or restarting
+                log.warning("claim_failed", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, cap)
+                continue
             if claimed and self.free:
                 continue
             await self._wait_for_change()

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.config import RedisConfig
-from comfyfleet.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from comfyfleet.errors import BadRequest, ComfyfleetError, Conflict, NotFound, ValidationFailed
 from comfyfleet.models.job import (
     DEFAULT_POOL,
     MAX_PRIORITY,
@@ -34,6 +34,7 @@ from comfyfleet.models.job import (
 from comfyfleet.store.connect import connect
 from comfyfleet.store.events import EventLog, WakeListener
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.nodes import DEFAULT_LOST_AFTER_MS
 from comfyfleet.store.scripts import (
     COUNTERS,
     STATUS_ORDER,
@@ -54,7 +55,19 @@ PROMOTE_LIMIT = 1000
 # turned out to be expired jobs.
 LIST_ROUNDS = 4
 MAX_PAGE = 1000
+# Most queue entries one claim looks at per pool to find a job that does not avoid the
+# claiming node (see claim.lua): bounds the cost of a claim whatever the queue holds.
+CLAIM_SCAN = 32
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class QueueFull(ComfyfleetError):
+    """The pool's queue holds as many jobs as its bound allows; the job was not accepted."""
+
+    status = 429
+    code = "queue-full"
+    title = "Queue full"
+    retryable = True
 
 
 class JobStore:
@@ -114,10 +127,17 @@ class JobStore:
 
     @guarded
     async def enqueue(
-        self, spec: JobSpec, *, job_id: str | None = None, idempotency_key: str | None = None
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        queue_limit: int | None = None,
     ) -> tuple[Job, bool]:
         """Queue a new job; returns (job, created). A known `idempotency_key` (within the
-        idempotency TTL) returns the job it created before, with created=False."""
+        idempotency TTL) returns the job it created before, with created=False.
+        `queue_limit`: QueueFull when the pool's queue already holds that many jobs (checked
+        in the same atomic step; None or 0: no bound)."""
         if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
             raise ValidationFailed(
                 f"priority {spec.priority} outside {MIN_PRIORITY}..{MAX_PRIORITY}",
@@ -147,10 +167,16 @@ class JobStore:
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(idempotency_key))
         args: list[str | int] = [now, job_id, self.idempotency_ttl_ms, self.events_maxlen]
-        args += [self.keys.wake_channel, self.keys.job_prefix(), *flat]
+        args += [self.keys.wake_channel, self.keys.job_prefix(), max(0, queue_limit or 0), *flat]
         reply = await self._scripts.run("enqueue", keys, args)
         if text(reply[0]) == "conflict":
             raise Conflict(f"job id {job_id!r} is taken", job_id=job_id)
+        if text(reply[0]) == "full":
+            raise QueueFull(
+                f"pool {spec.pool!r} has {int(reply[1])} queued jobs, its bound is {queue_limit}",
+                pool=spec.pool,
+                limit=queue_limit,
+            )
         return job_of(reply[1]), text(reply[0]) == "ok"
 
     @guarded
@@ -161,9 +187,12 @@ class JobStore:
         pools: Sequence[str] = (DEFAULT_POOL,),
         capacity: int = 1,
         lease_ms: int,
+        ready_within_ms: int = DEFAULT_LOST_AFTER_MS,
     ) -> list[Job]:
         """Lease up to `capacity` jobs to `node_id` for `lease_ms` ms: best priority first,
-        then oldest, across `pools`. Due delayed jobs are promoted first. [] when idle."""
+        then oldest, across `pools`. Due delayed jobs are promoted first. [] when idle.
+        A job that avoids `node_id` is left to other nodes seen ready (in the ready index)
+        within the last `ready_within_ms` ms; with none, this node takes it."""
         if lease_ms <= 0:
             raise ValueError("lease_ms must be positive")
         if capacity <= 0 or not pools:
@@ -184,7 +213,8 @@ class JobStore:
             self.events_maxlen,
         ]
         args += [self.keys.job_prefix(), self.keys.events_prefix(), self.keys.queue_prefix()]
-        args += [PROMOTE_LIMIT, self.keys.wake_channel]
+        args += [PROMOTE_LIMIT, self.keys.wake_channel, self.keys.ready_prefix()]
+        args += [self.clock.now_ms() - ready_within_ms, CLAIM_SCAN]
         reply = await self._scripts.run("claim", keys, args)
         return [job_of(fields) for fields in reply]
 
@@ -279,6 +309,21 @@ class JobStore:
         args += [self.keys.owned_prefix(), self.keys.wake_channel]
         reply = await self._scripts.run("requeue_expired", keys, args)
         return [text(job_id) for job_id in reply]
+
+    @guarded
+    async def reap_node(self, node_id: str, *, lost_before_ms: int) -> tuple[bool, list[str]]:
+        """If `node_id` was last seen at or before `lost_before_ms` (ms), mark it lost and take
+        back every job it holds (requeued avoiding it, or failed when out of attempts, or
+        cancelled). Returns (marked now, ids taken back); marked is True for exactly one of
+        any number of concurrent callers. A node seen since then is left alone: (False, [])."""
+        keys = [*self._status_keys, self.keys.running, self.keys.stats, self.keys.nodes]
+        keys += [self.keys.owned(node_id), self.keys.lost]
+        args: list[str | int] = [self.clock.now_ms(), node_id, lost_before_ms]
+        args += [self.events_maxlen, self.retention_ms, self.keys.job_prefix()]
+        args += [self.keys.events_prefix(), self.keys.queue_prefix(), self.keys.owned_prefix()]
+        args.append(self.keys.wake_channel)
+        reply = await self._scripts.run("reap_node", keys, args)
+        return int(reply[0]) == 1, [text(job_id) for job_id in reply[1:]]
 
     def _owner_keys(self, job_id: str, node_id: str) -> list[str]:
         return [

@@ -23,12 +23,36 @@ key                        type   TTL             written by
 {ns}:node:<id>             HASH   heartbeat TTL   node heartbeat (status, inventory, load)
 {ns}:nodes                 ZSET   -               heartbeat (score last-seen ms)
 {ns}:node:<id>:control     HASH   -               balancer drain/resume requests
+{ns}:ready:<pool>          ZSET   -               heartbeat (score last-seen ms) of nodes ready
+                                                  to claim in the pool; claim reads it to pass
+                                                  over a job that avoids the claiming node
+{ns}:lost                  ZSET   -               reap_node (score ms marked lost); heartbeat
+                                                  and the reaper's forget remove
 {ns}:workflow:<name>       HASH   -               publish: version -> template JSON, "current"
 {ns}:workflows             HASH   -               publish: name -> current version
 {ns}:result:<job>:<index>  STRING result TTL      node: output bytes
 {ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
                                                   succeeded, failed, cancelled, retried,
                                                   expired, released, stale)
+{ns}:apikey:<id>           HASH   -               store/apikeys.py: name, sha256 of the key,
+                                                  created_ms, last_used_ms; revoke deletes it
+{ns}:apikeys               ZSET   -               store/apikeys.py (score created ms): listing
+{ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
+                                                  size); each job that names it extends the TTL
+{ns}:preview:<job>         HASH   preview TTL     node/previews.py: the job's latest preview
+{ns}:hook:<job>            HASH   retention       store/webhooks.py at submit: the job's webhook
+                                                  options (events, base URL, progress cursor)
+{ns}:webhooks:fleet        STRING -               balancer with a fleet-wide webhook: "1"
+{ns}:webhooks:ended        ZSET   -               _lib.lua finish() (score ended ms): jobs whose
+                                                  webhooks are due; the key is built in Lua from
+                                                  the job key's `{ns}:` prefix (see webhook_ended)
+{ns}:webhooks:due          ZSET   -               store/webhooks.py (score due ms, or the claim
+                                                  deadline while a replica sends it)
+{ns}:webhook:<id>          HASH   dead TTL once   store/webhooks.py: one delivery (url, body,
+                                  given up        attempts, last error)
+{ns}:webhooks:dead         ZSET   -               store/webhooks.py (score ms given up)
+{ns}:webhooks:following    ZSET   -               store/webhooks.py (score next look ms): jobs
+                                                  whose progress is forwarded to their webhook
 """
 
 from __future__ import annotations
@@ -112,6 +136,16 @@ class Keys:
     def node_control(self, node_id: str) -> str:
         return f"{self.prefix}:node:{node_id}:control"
 
+    def ready(self, pool: str) -> str:
+        return f"{self.prefix}:ready:{pool}"
+
+    def ready_prefix(self) -> str:
+        return f"{self.prefix}:ready:"
+
+    @property
+    def lost(self) -> str:
+        return f"{self.prefix}:lost"
+
     def workflow(self, name: str) -> str:
         return f"{self.prefix}:workflow:{name}"
 
@@ -125,3 +159,46 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    def apikey(self, key_id: str) -> str:
+        return f"{self.prefix}:apikey:{key_id}"
+
+    @property
+    def apikeys(self) -> str:
+        return f"{self.prefix}:apikeys"
+
+    def input(self, input_id: str) -> str:
+        return f"{self.prefix}:input:{input_id}"
+
+    def preview(self, job_id: str) -> str:
+        return f"{self.prefix}:preview:{job_id}"
+
+    def webhook_job(self, job_id: str) -> str:
+        return f"{self.prefix}:hook:{job_id}"
+
+    @property
+    def webhook_fleet(self) -> str:
+        return f"{self.prefix}:webhooks:fleet"
+
+    @property
+    def webhook_ended(self) -> str:
+        """Written by `finish()` in lua/_lib.lua, which builds the same name from the job key."""
+        return f"{self.prefix}:webhooks:ended"
+
+    @property
+    def webhook_due(self) -> str:
+        return f"{self.prefix}:webhooks:due"
+
+    def webhook(self, delivery_id: str) -> str:
+        return f"{self.prefix}:webhook:{delivery_id}"
+
+    def webhook_prefix(self) -> str:
+        return f"{self.prefix}:webhook:"
+
+    @property
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}:webhooks:dead"
+
+    @property
+    def webhook_following(self) -> str:
+        return f"{self.prefix}:webhooks:following"

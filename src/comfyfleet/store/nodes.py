@@ -1,12 +1,15 @@
-"""Node registration and heartbeats, and drain/resume control requests.
+"""Node registration and heartbeats, the ready index, and drain/resume control requests.
 
-A node rewrites its record every heartbeat with a TTL of a few heartbeats, and scores itself
-in the nodes index by last-seen time. A node whose record expired (or whose last-seen is
-older than the lost bound) is lost: readers report it so, and the reaper hands its jobs back.
+A node rewrites its record every heartbeat with a TTL of a few heartbeats, scores itself in
+the nodes index by last-seen time, and -- while it is ready to claim -- in the ready index
+of each pool it serves (claim reads that to know whether another node could take a job).
+A node whose last-seen is older than the lost bound is lost: readers report it so, and the
+reaper marks it (`{ns}:lost`) and takes back its jobs (`JobStore.reap_node`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -15,10 +18,12 @@ import redis.asyncio as aioredis
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.models.node import NodeInfo, NodeState
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import guarded
 
 DEFAULT_HEARTBEAT_MS = 2_000
 # A node missing this many heartbeats in a row is lost.
 LOST_AFTER_BEATS = 3
+DEFAULT_LOST_AFTER_MS = DEFAULT_HEARTBEAT_MS * LOST_AFTER_BEATS
 
 
 def _text(value: Any) -> str:
@@ -26,6 +31,8 @@ def _text(value: Any) -> str:
 
 
 class NodeRegistry:
+    """Every method raises StoreError (503 at the API edge) when Redis cannot be reached."""
+
     def __init__(
         self,
         redis: aioredis.Redis,
@@ -43,8 +50,10 @@ class NodeRegistry:
     def lost_after_ms(self) -> int:
         return self.heartbeat_ms * LOST_AFTER_BEATS
 
+    @guarded
     async def heartbeat(self, info: NodeInfo) -> None:
-        """Write the node's record with a TTL, and its last-seen score."""
+        """Write the node's record with a TTL and its last-seen score; list it in the ready
+        index of its pools while it is ready, and clear a lost mark (it is back)."""
         now = self.clock.now_ms()
         record = info.model_copy(update={"last_seen_ms": now})
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -54,14 +63,26 @@ class NodeRegistry:
                 px=self.lost_after_ms * 10,
             )
             pipe.zadd(self.keys.nodes, {info.node_id: now})
+            pipe.zrem(self.keys.lost, info.node_id)
+            for pool in info.pools:
+                if info.state is NodeState.READY:
+                    pipe.zadd(self.keys.ready(pool), {info.node_id: now})
+                else:
+                    pipe.zrem(self.keys.ready(pool), info.node_id)
             await pipe.execute()
 
-    async def deregister(self, node_id: str) -> None:
+    @guarded
+    async def deregister(self, node_id: str, pools: Sequence[str] = ()) -> None:
+        """Remove a node that stopped cleanly (and its entries in the ready index of `pools`)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.node(node_id))
             pipe.zrem(self.keys.nodes, node_id)
+            pipe.zrem(self.keys.lost, node_id)
+            for pool in pools:
+                pipe.zrem(self.keys.ready(pool), node_id)
             await pipe.execute()
 
+    @guarded
     async def get(self, node_id: str) -> NodeInfo | None:
         raw = await self.redis.get(self.keys.node(node_id))
         if raw is None:
@@ -74,6 +95,7 @@ class NodeRegistry:
             return info.model_copy(update={"state": NodeState.LOST})
         return info
 
+    @guarded
     async def all(self) -> list[NodeInfo]:
         """Every registered node, lost ones included (marked LOST), by id."""
         ids = [_text(i) for i in await self.redis.zrange(self.keys.nodes, 0, -1)]
@@ -87,19 +109,40 @@ class NodeRegistry:
         ]
         return sorted(nodes, key=lambda n: n.node_id)
 
+    @guarded
     async def lost_nodes(self) -> list[str]:
         """Ids whose last heartbeat is older than the lost bound."""
-        cutoff = self.clock.now_ms() - self.lost_after_ms
+        cutoff = self.lost_cutoff_ms()
         return [_text(i) for i in await self.redis.zrangebyscore(self.keys.nodes, 0, cutoff)]
 
-    async def forget(self, node_id: str) -> None:
-        """Drop a lost node from the index (its record expires by itself)."""
-        await self.redis.zrem(self.keys.nodes, node_id)
+    def lost_cutoff_ms(self) -> int:
+        """A node last seen at or before this time (ms since the epoch) is lost."""
+        return self.clock.now_ms() - self.lost_after_ms
 
+    @guarded
+    async def marked_lost(self) -> dict[str, int]:
+        """Nodes the reaper marked lost -> when (ms since the epoch)."""
+        pairs: Any = await self.redis.zrange(self.keys.lost, 0, -1, withscores=True)
+        return {_text(node): int(score) for node, score in pairs}
+
+    @guarded
+    async def forget(self, node_id: str) -> None:
+        """Drop a long-lost node from the indexes (its record expires by itself)."""
+        raw = await self.redis.get(self.keys.node(node_id))
+        pools = NodeInfo.model_validate(orjson.loads(raw)).pools if raw is not None else []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.nodes, node_id)
+            pipe.zrem(self.keys.lost, node_id)
+            for pool in pools:
+                pipe.zrem(self.keys.ready(pool), node_id)
+            await pipe.execute()
+
+    @guarded
     async def request_drain(self, node_id: str, drain: bool) -> None:
         """Ask a node to drain (True) or resume (False); it reads this every heartbeat."""
         await self.redis.hset(self.keys.node_control(node_id), "drain", "1" if drain else "0")
 
+    @guarded
     async def drain_requested(self, node_id: str) -> bool | None:
         """The last drain request for the node: True, False, or None if none was made."""
         raw = await self.redis.hget(self.keys.node_control(node_id), "drain")

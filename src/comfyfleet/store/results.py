@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from comfyfleet.errors import ComfyfleetError
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import guarded
 
 DEFAULT_RESULT_TTL_MS = 24 * 3600 * 1000
 DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
@@ -46,6 +47,7 @@ class RedisResultStore:
         self.ttl_ms = ttl_ms
         self.max_bytes = max_bytes
 
+    @guarded
     async def put(self, job_id: str, index: int, data: bytes) -> None:
         if len(data) > self.max_bytes:
             raise OutputTooLarge(
@@ -53,10 +55,12 @@ class RedisResultStore:
             )
         await self.redis.set(self.keys.result(job_id, index), data, px=self.ttl_ms)
 
+    @guarded
     async def get(self, job_id: str, index: int) -> bytes | None:
         data = await self.redis.get(self.keys.result(job_id, index))
         return data.encode() if isinstance(data, str) else data
 
+    @guarded
     async def delete(self, job_id: str, count: int) -> None:
         if count:
             await self.redis.delete(*(self.keys.result(job_id, i) for i in range(count)))

@@ -9,7 +9,7 @@ EVAL (loading the script) on NOSCRIPT, e.g. after a server restart or failover.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -29,6 +29,7 @@ ScriptName = Literal[
     "cancel",
     "finish_cancelled",
     "requeue_expired",
+    "reap_node",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "enqueue",
@@ -40,6 +41,7 @@ SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "cancel",
     "finish_cancelled",
     "requeue_expired",
+    "reap_node",
 )
 # The queue score is (MAX_PRIORITY - priority) * SEQ_SHIFT + seq: priority above a sequence
 # of up to 2**40 enqueues, and at most 201 * 2**40 < 2**53, so a double holds it exactly.
@@ -93,7 +95,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Turn a Redis failure into StoreError (retryable, 503) at the API edge."""
 
     @functools.wraps(fn)

@@ -1,23 +1,83 @@
-"""HTTP basic auth through aiohttp-basicauth, with the credential check done in constant
-time (the stock check compares with `==`, which leaks timing)."""
+"""Who may call what: HTTP basic auth through aiohttp-basicauth with the credential check done
+in constant time (the stock check compares with `==`, which leaks timing), plus bearer API
+keys (`store/apikeys.py`: several, revocable, stored hashed).
+
+Open routes (no credentials asked): the health probes and metrics, which load balancers and
+scrapers call without secrets, and the docs: the Swagger UI page and its assets are the
+same static bundle for everyone, and `/openapi.json` is what a client needs before it can
+authenticate (it declares the security schemes). Without credentials the document describes
+the API only; this fleet's workflow names and params are added for an authenticated caller.
+Every other route -- including paths that match no route, so a scan learns nothing -- needs
+credentials. Basic auth is the admin; an API key may do everything except manage API keys
+(a leaked key must not be able to mint more).
+
+Secrets are never logged or echoed: a refusal says only that credentials were missing or
+wrong.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp_basicauth import BasicAuthMiddleware
 
 from comfyfleet.config import ServerConfig
-from comfyfleet.errors import ConfigError
+from comfyfleet.errors import ComfyfleetError, ConfigError
+from comfyfleet.store.apikeys import ApiKeyStore
 
-# Routes anyone may call: load balancers and orchestrators probe these without credentials.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Routes (canonical paths) anyone may call; see the module docstring for why.
+OPEN_ROUTES = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/{asset}", "/openapi.json"}
+)
+REALM = "comfyfleet"
+CHALLENGE = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
+# Set by each role once its Redis client exists; without it bearer keys are refused.
+API_KEYS = web.AppKey("api_keys", ApiKeyStore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. `admin`: basic auth, or auth switched off (loopback without
+    credentials); `apikey`: a bearer key; `anonymous`: no credentials, on an open route."""
+
+    kind: Literal["admin", "apikey", "anonymous"]
+    key_id: str | None = None
+
+
+ADMIN = Principal("admin")
+ANONYMOUS = Principal("anonymous")
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+class Unauthorized(ComfyfleetError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ComfyfleetError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The caller; ADMIN when no auth middleware runs (auth switched off)."""
+    return request[PRINCIPAL] if PRINCIPAL in request else ADMIN
+
+
+def require_admin(request: web.Request) -> None:
+    """Refuse (403) callers that are not the admin, e.g. to manage API keys."""
+    if principal_of(request).kind != "admin":
+        raise Forbidden("only the admin (basic auth) may do this; API keys may not")
 
 
 def _same(a: str, b: str) -> bool:
@@ -28,6 +88,10 @@ def basic_auth_header(username: str, password: str) -> str:
     """The Authorization header value for HTTP basic auth (UTF-8, RFC 7617)."""
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+def bearer_header(key: str) -> str:
+    return f"Bearer {key}"
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
@@ -47,18 +111,25 @@ def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def parse_bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def is_open(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in OPEN_ROUTES
+
+
 class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
-    """Basic auth on every route except `open_paths`."""
+    """Basic auth or a bearer API key on every route except the open ones."""
 
-    def __init__(self, username: str, password: str, open_paths: Iterable[str] = OPEN_PATHS):
-        super().__init__(username=username, password=password, force=True, realm="comfyfleet")
-        self.open_paths = frozenset(open_paths)
-
-    async def authenticate(self, request: web.Request) -> bool:
-        credentials = parse_basic_auth(request.headers.get("Authorization"))
-        if credentials is None:
-            return False
-        return await self.check_credentials(*credentials, request)
+    def __init__(self, username: str, password: str):
+        super().__init__(username=username, password=password, force=True, realm=REALM)
 
     async def check_credentials(self, username: str, password: str, request: web.Request) -> bool:
         # Compare both halves always, so a wrong user name costs the same as a wrong password.
@@ -66,15 +137,31 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
         pass_ok = _same(password, self.password)
         return user_ok and pass_ok
 
+    async def identify(self, request: web.Request) -> Principal | None:
+        """The caller's principal when its credentials are right, else None."""
+        header = request.headers.get("Authorization")
+        credentials = parse_basic_auth(header)
+        if credentials is not None:
+            return ADMIN if await self.check_credentials(*credentials, request) else None
+        token = parse_bearer(header)
+        store = request.app.get(API_KEYS)
+        if token is None or store is None:
+            return None
+        info = await store.verify(token)
+        return Principal("apikey", info.id) if info is not None else None
+
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in self.open_paths or request.method == "OPTIONS":
+        # CORS preflights carry no credentials by design; the router answers them.
+        if request.method == "OPTIONS":
             return await handler(request)
-        if await self.authenticate(request):
-            return await handler(request)
-        raise web.HTTPUnauthorized(
-            headers={"WWW-Authenticate": 'Basic realm="comfyfleet"'},
-            text="missing or wrong credentials",
-        )
+        open_route = is_open(request)
+        principal = await self.identify(request)
+        if principal is None and not open_route:
+            raise web.HTTPUnauthorized(
+                headers={"WWW-Authenticate": CHALLENGE}, text="missing or wrong credentials"
+            )
+        request[PRINCIPAL] = principal or ANONYMOUS
+        return await handler(request)
 
 
 def auth_middlewares(server: ServerConfig) -> list[Middleware]:

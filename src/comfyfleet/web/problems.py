@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from comfyfleet.errors import PROBLEM_BASE, ComfyfleetError
 from comfyfleet.web.responses import dumps
@@ -55,10 +55,55 @@ def validation_problem(exc: ValidationError, *, where: str = "body") -> dict[str
     }
 
 
-def _http_problem(exc: web.HTTPException) -> dict[str, Any]:
-    code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
-        exc.status, f"http-{exc.status}"
+# Stable codes for the errors aiohttp raises itself (router, body limits, auth refusals).
+HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "too-many-requests",
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the bad field; empty: the whole body")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457). `type` and `code` are stable: branch on them, not on `detail`.
+    Some problems add fields of their own (e.g. `job_id`, `param`)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": PROBLEM_BASE + "not-found",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": "no job '0123abcd'",
+                    "code": "not-found",
+                    "request_id": "5b0c1f9e2a7d4c36a1e0f3b2c4d5e6f7",
+                }
+            ]
+        },
     )
+
+    type: str = Field(description="a URI naming the kind of error")
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="the last part of `type`, for switch statements")
+    request_id: str = Field(description="also in the X-Request-ID header and the server's log")
+    errors: list[FieldError] | None = Field(default=None, description="422: each bad field")
+
+
+def _http_problem(exc: web.HTTPException) -> dict[str, Any]:
+    code = HTTP_CODES.get(exc.status, f"http-{exc.status}")
     return {
         "type": PROBLEM_BASE + code,
         "title": exc.reason,

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from comfyfleet.errors import BadRequest, ComfyfleetError
+from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 
 JSON_BODY_LIMIT = 2 * 1024 * 1024  # bytes; graphs are small, outputs never come this way
+# Uploaded files (input images) get their own, larger bound (bytes). A role that accepts
+# uploads sets its app's client_max_size to this and reads other bodies with read_json, so
+# a JSON body still stops at JSON_BODY_LIMIT.
+UPLOAD_BODY_LIMIT = 32 * 1024 * 1024
+# A file name we write or serve: no path separators, no leading dot, printable, bounded.
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class PayloadTooLarge(ComfyfleetError):
@@ -50,3 +59,24 @@ async def read_json(request: web.Request, *, limit: int = JSON_BODY_LIMIT) -> An
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """`name` when it is a safe file name (see SAFE_NAME_PATTERN), else a 422: never a path,
+    never `..`, never a hidden file."""
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValidationFailed(f"{what} must match {SAFE_NAME_PATTERN} and not contain '..'")
+    return name
+
+
+def safe_filename(name: str, fallback: str = "output") -> str:
+    """A name from elsewhere (e.g. ComfyUI's output file) made safe to put in a header or on
+    disk: the last path part, unsafe characters replaced, bounded."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE_CHARS.sub("_", base).lstrip("._")[:128]
+    return cleaned if _SAFE_NAME.fullmatch(cleaned) and ".." not in cleaned else fallback
+
+
+def content_disposition(name: str, *, inline: bool = True) -> str:
+    """A Content-Disposition value that cannot break out of its quotes or the header."""
+    return f'{"inline" if inline else "attachment"}; filename="{safe_filename(name)}"'

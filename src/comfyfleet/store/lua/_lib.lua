@@ -110,10 +110,56 @@ local function finish(job_key, job_id, events_key, status, now, retention_ms)
     'not_before_ms', '')
   redis.call('PEXPIRE', job_key, retention_ms)
   redis.call('PEXPIRE', events_key, retention_ms)
+  -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
+  -- dies now cannot lose the notification. Keys.webhook_ended/webhook_fleet, built from the
+  -- job key's `{ns}:` prefix (4 = #'job:'), so they share its hash tag.
+  local ns = string.sub(job_key, 1, #job_key - #job_id - 4)
+  local hook = redis.call('HGET', job_key, 'webhook_url')
+  if (hook and hook ~= '') or redis.call('EXISTS', ns .. 'webhooks:fleet') == 1 then
+    redis.call('ZADD', ns .. 'webhooks:ended', now, job_id)
+  end
 end
 
 local function reply_job(job_key)
   return { 'ok', redis.call('HGETALL', job_key) }
+end
+
+-- Take a running job back from a node that stopped working on it (its lease expired, or the
+-- node was found lost): the attempt joins the history as `outcome` with a retryable error,
+-- and the job is queued again at its place, avoiding that node (claim passes it over there
+-- while another node can take it), or fails when its attempts are used up, or ends
+-- cancelled when a cancel was requested. `f` is HMGET status, node_id, lease_deadline_ms,
+-- attempts, max_attempts, cancel_requested, pool. `ctx` holds now, maxlen, retention,
+-- job/events/queue/owned key prefixes, and the running and stats keys. Returns the status.
+local TAKE_BACK_FIELDS = { 'status', 'node_id', 'lease_deadline_ms', 'attempts', 'max_attempts',
+  'cancel_requested', 'pool' }
+local function take_back(job_id, f, outcome, message, ctx)
+  local job_key, events_key = ctx.job_prefix .. job_id, ctx.events_prefix .. job_id
+  local node_id, attempt, now = f[2], tonumber(f[4]) or 0, ctx.now
+  local error_json = json_object(
+    { code = outcome, message = message, retryable = true, node_id = node_id },
+    { details = '{}' })
+  append_history(job_key, node_id, now, outcome, error_json)
+  drop_lease(job_key, job_id, ctx.running_key, ctx.owned_prefix .. node_id)
+  redis.call('HSET', job_key, 'error', error_json)
+  redis.call('HINCRBY', ctx.stats_key, 'expired', 1)
+  local event = { node_id = node_id, attempt = attempt, reason = outcome, at_ms = now }
+  if f[6] == '1' then
+    finish(job_key, job_id, events_key, 'cancelled', now, ctx.retention)
+    redis.call('HINCRBY', ctx.stats_key, 'cancelled', 1)
+    event.status = 'cancelled'
+  elseif attempt < (tonumber(f[5]) or 1) then
+    requeue(job_key, job_id, ctx.queue_prefix .. f[7], now)
+    redis.call('HSET', job_key, 'avoid_node', node_id)
+    redis.call('HINCRBY', ctx.stats_key, 'retried', 1)
+    event.status = 'queued'
+  else
+    finish(job_key, job_id, events_key, 'failed', now, ctx.retention)
+    redis.call('HINCRBY', ctx.stats_key, 'failed', 1)
+    event.status = 'failed'
+  end
+  emit(events_key, ctx.maxlen, 'state', json_object(event, { error = error_json }))
+  return event.status
 end
 
 -- Move delayed (backing-off) jobs whose time has come back into their pool queues, at

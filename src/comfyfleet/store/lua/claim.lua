@@ -1,5 +1,8 @@
 -- claim: pop up to `capacity` jobs (priority, then FIFO, across the given pools) and lease
--- them to one node, after moving due delayed jobs back into their queues.
+-- them to one node, after moving due delayed jobs back into their queues. A job whose
+-- `avoid_node` is this node (its last attempt failed here with a node fault) is passed over
+-- while another node that serves its pool is ready; with no such node it is taken anyway.
+-- Each queue is looked at from its head for at most `scan` entries, so a claim stays cheap.
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
 -- KEYS[6]     {ns}:running               running jobs (score lease deadline ms)
@@ -17,23 +20,60 @@
 -- ARGV[8]     queue key prefix ({ns}:queue:)   /  still Cluster-legal)
 -- ARGV[9]     most delayed jobs to promote in this call
 -- ARGV[10]    wake channel: published when promoted jobs may suit other nodes
+-- ARGV[11]    ready key prefix ({ns}:ready:): per pool, node id -> last ready heartbeat (ms)
+-- ARGV[12]    ready bound (ms): a node last seen ready before this time does not count
+-- ARGV[13]    scan: most entries looked at per queue to find one this node should take
 --
 -- Returns a list of the claimed jobs' fields (HGETALL form), best first.
 local now, node_id = tonumber(ARGV[1]), ARGV[2]
 local capacity, deadline = tonumber(ARGV[3]), now + tonumber(ARGV[4])
-local job_prefix, events_prefix = ARGV[6], ARGV[7]
+local job_prefix, events_prefix, queue_prefix = ARGV[6], ARGV[7], ARGV[8]
+local ready_prefix, ready_since, scan = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
 
-if promote_due(KEYS[7], job_prefix, ARGV[8], now, ARGV[9]) > 0 then
+if promote_due(KEYS[7], job_prefix, queue_prefix, now, ARGV[9]) > 0 then
   redis.call('PUBLISH', ARGV[10], '')
+end
+
+-- Is another node ready to serve this queue's pool? Asked at most once per queue per call.
+local others = {}
+local function others_ready(queue_key)
+  if others[queue_key] == nil then
+    local ready_key = ready_prefix .. string.sub(queue_key, #queue_prefix + 1)
+    local count = redis.call('ZCOUNT', ready_key, ready_since, '+inf')
+    local mine = redis.call('ZSCORE', ready_key, node_id)
+    if mine and tonumber(mine) >= ready_since then
+      count = count - 1
+    end
+    others[queue_key] = count > 0
+  end
+  return others[queue_key]
+end
+
+-- The first entry of one queue this node should take, as id and score, or nil. Entries
+-- whose job is gone or no longer queued are never runnable: dropped here, and counted so
+-- the drop is visible in stats.
+local function head_of(queue_key)
+  local entries = redis.call('ZRANGE', queue_key, 0, scan - 1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local job_id = entries[i]
+    local f = redis.call('HMGET', job_prefix .. job_id, 'status', 'avoid_node')
+    if f[1] ~= 'queued' then
+      redis.call('ZREM', queue_key, job_id)
+      redis.call('HINCRBY', KEYS[9], 'stale', 1)
+    elseif f[2] ~= node_id or not others_ready(queue_key) then
+      return job_id, tonumber(entries[i + 1])
+    end
+  end
+  return nil
 end
 
 -- The best head across the pools; seq is global, so scores compare across pools.
 local function best_head()
   local best_key, best_id, best_score
   for i = 10, #KEYS do
-    local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    if head[1] and (not best_score or tonumber(head[2]) < best_score) then
-      best_key, best_id, best_score = KEYS[i], head[1], tonumber(head[2])
+    local job_id, score = head_of(KEYS[i])
+    if job_id and (not best_score or score < best_score) then
+      best_key, best_id, best_score = KEYS[i], job_id, score
     end
   end
   return best_key, best_id
@@ -47,23 +87,16 @@ while #claimed < capacity do
   end
   redis.call('ZREM', queue_key, job_id)
   local job_key = job_prefix .. job_id
-  local f = redis.call('HMGET', job_key, 'status', 'attempts')
-  if f[1] == 'queued' then
-    local attempt = (tonumber(f[2]) or 0) + 1
-    set_status(job_key, job_id, 'running')
-    redis.call('HSET', job_key, 'node_id', node_id, 'attempts', attempt,
-      'lease_deadline_ms', deadline, 'started_ms', now, 'updated_ms', now, 'not_before_ms', '')
-    redis.call('ZADD', KEYS[6], deadline, job_id)
-    redis.call('SADD', KEYS[8], job_id)
-    redis.call('HINCRBY', KEYS[9], 'claimed', 1)
-    emit(events_prefix .. job_id, ARGV[5], 'state', json_object(
-      { status = 'running', node_id = node_id, attempt = attempt, lease_deadline_ms = deadline,
-        at_ms = now }))
-    claimed[#claimed + 1] = redis.call('HGETALL', job_key)
-  else
-    -- A queue entry whose job is gone or no longer queued: never runnable, so drop it, but
-    -- count it so the drop is visible in stats.
-    redis.call('HINCRBY', KEYS[9], 'stale', 1)
-  end
+  local attempt = (tonumber(redis.call('HGET', job_key, 'attempts')) or 0) + 1
+  set_status(job_key, job_id, 'running')
+  redis.call('HSET', job_key, 'node_id', node_id, 'attempts', attempt,
+    'lease_deadline_ms', deadline, 'started_ms', now, 'updated_ms', now, 'not_before_ms', '')
+  redis.call('ZADD', KEYS[6], deadline, job_id)
+  redis.call('SADD', KEYS[8], job_id)
+  redis.call('HINCRBY', KEYS[9], 'claimed', 1)
+  emit(events_prefix .. job_id, ARGV[5], 'state', json_object(
+    { status = 'running', node_id = node_id, attempt = attempt, lease_deadline_ms = deadline,
+      at_ms = now }))
+  claimed[#claimed + 1] = redis.call('HGETALL', job_key)
 end
 return claimed

@@ -15,10 +15,12 @@
 -- ARGV[5]     wake channel (pub/sub hint for idle nodes)
 -- ARGV[6]     job key prefix ({ns}:job:) -- the job an idempotency key names is only known
 --             here, so its key is built in the script (same hash tag, still Cluster-legal)
--- ARGV[7..]   field, value pairs of the job hash (Job.to_fields; seq is assigned here)
+-- ARGV[7]     queue bound: refuse when the pool's queue already holds this many jobs
+--             (0: no bound). Retries and requeues are never refused: they were accepted.
+-- ARGV[8..]   field, value pairs of the job hash (Job.to_fields; seq is assigned here)
 --
 -- Returns {'ok', fields} when created, {'exists', fields} for a known idempotency key,
--- {'conflict'} when the job id is taken.
+-- {'conflict'} when the job id is taken, {'full', depth} when the queue is at its bound.
 local now = tonumber(ARGV[1])
 local job_key, job_id = KEYS[6], ARGV[2]
 
@@ -32,9 +34,16 @@ end
 if redis.call('EXISTS', job_key) == 1 then
   return { 'conflict' }
 end
+local bound = tonumber(ARGV[7])
+if bound > 0 then
+  local depth = redis.call('ZCARD', KEYS[8])
+  if depth >= bound then
+    return { 'full', depth }
+  end
+end
 
 local fields = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', job_key, unpack(fields))

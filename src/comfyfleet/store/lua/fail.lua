@@ -1,7 +1,8 @@
 -- fail: the owner of a running job reports a failed attempt. A retryable error with
 -- attempts left sends the job back to its place in the queue (or to the delayed set until
 -- now + backoff); otherwise the job fails for good. The attempt joins the history either way.
--- A job whose cancel was requested ends cancelled instead of retrying.
+-- A job whose cancel was requested ends cancelled instead of retrying. A retried job avoids
+-- the node that failed it (claim passes it over there while another node can take it).
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
 -- KEYS[6]     {ns}:job:<id>
@@ -40,6 +41,7 @@ if f[3] == '1' then
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
 elseif ARGV[5] == '1' and attempt < max_attempts then
+  redis.call('HSET', job_key, 'avoid_node', node_id)
   local backoff = tonumber(ARGV[6])
   if backoff > 0 then
     set_status(job_key, job_id, 'queued')

@@ -1,0 +1,132 @@
+"""`POST /api/v1/inputs`: upload an input image for workflows that take one.
+
+The body is `multipart/form-data` with the file in a part named `image` (ComfyUI's own
+name) or `file`. It is bounded separately from JSON bodies (`UPLOAD_BODY_LIMIT`, 413
+beyond), its type is sniffed from the bytes (PNG, JPEG, WebP; else 415; a broken header or
+a pixel bomb 422), and the client's file name is never used: the stored name is derived
+from the content (`cfin_<sha256 prefix>.<ext>`), so no path can be smuggled in. Pass the
+answer's `name` as the workflow's image param; the job keeps the upload alive until it has
+run (see store/inputs.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from comfyfleet.balancer.appkeys import CONFIG, REDIS
+from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
+from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
+from comfyfleet.store.keys import Keys
+from comfyfleet.web.openapi import Op, Reply
+from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_response
+
+FILE_PARTS = ("image", "file")
+CHUNK_BYTES = 64 * 1024
+INPUTS = web.AppKey("inputs", InputStore)
+routes = web.RouteTableDef()
+
+
+class InputView(BaseModel):
+    """A stored upload. Put `name` in a workflow's image param."""
+
+    id: str = Field(pattern=INPUT_ID_PATTERN, description="first 32 hex digits of its sha256")
+    name: str = Field(pattern=INPUT_NAME_PATTERN, description="the name jobs use for it")
+    content_type: str = Field(description="sniffed from the bytes: image/png, image/jpeg, "
+                              "image/webp")  # fmt: skip
+    size: int = Field(description="bytes")
+    width: int = Field(description="pixels")
+    height: int = Field(description="pixels")
+    sha256: str
+    expires_ms: int = Field(description="ms since the epoch; each job naming it extends this")
+
+
+async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[INPUTS] = InputStore(app[REDIS], Keys(app[CONFIG].redis.namespace))
+    yield
+
+
+async def hold_inputs(request: web.Request, graph: dict[str, Any]) -> None:
+    """Keep the uploads a job's graph names until it has run; 422 naming the first one
+    that has expired or was never uploaded (the job is not accepted)."""
+    places = input_names(graph)
+    missing = await request.app[INPUTS].hold(places)
+    if missing:
+        node_id, key = places[missing[0]][0]
+        raise ValidationFailed(
+            f"input {missing[0]} (node {node_id} input {key!r}) has expired or was never "
+            "uploaded; POST it to /api/v1/inputs again",
+            field="params",
+            input_id=missing[0],
+        )
+
+
+class UnsupportedMediaType(ComfyfleetError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+async def _read_file(request: web.Request, limit: int) -> bytes:
+    """The bytes of the first file part; every part counts against `limit` bytes."""
+    reader = await request.multipart()
+    data: bytes | None = None
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            raise BadRequest("nested multipart bodies are not accepted")
+        chunks = []
+        while chunk := await part.read_chunk(CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        if data is None and part.name in FILE_PARTS:
+            data = b"".join(chunks)
+    if not data:
+        raise BadRequest(f"no file: send it as a multipart part named {' or '.join(FILE_PARTS)}")
+    return data
+
+
+@routes.post("/api/v1/inputs")
+async def upload_input(request: web.Request) -> web.Response:
+    limit = UPLOAD_BODY_LIMIT
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("send the image as multipart/form-data")
+    try:
+        data = await _read_file(request, limit)
+    except (ValueError, AssertionError, aiohttp.ClientPayloadError) as exc:
+        # aiohttp's multipart reader says "malformed" with these.
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    stored = await request.app[INPUTS].put(data)
+    view = InputView(
+        id=stored.id, name=stored.name, content_type=stored.image.content_type,
+        size=stored.size, width=stored.image.width, height=stored.image.height,
+        sha256=stored.sha256, expires_ms=stored.expires_ms,
+    )  # fmt: skip
+    return json_response(view, status=201)
+
+
+OPS = [
+    Op("POST", "/api/v1/inputs", "uploadInput", "Upload an input image",
+       "A PNG, JPEG or WebP image as `multipart/form-data`, in a part named `image` (or "
+       f"`file`), at most {UPLOAD_BODY_LIMIT // (1024 * 1024)} MiB. The type is sniffed from "
+       "the bytes; the client's file name is ignored. Answers the stored input: pass its "
+       "`name` as a workflow's image param (e.g. `invert`'s `image`). Kept an hour unless a "
+       "job names it; a job keeps it a day. Example: `curl -F image=@photo.png "
+       ".../api/v1/inputs`.",
+       "jobs",
+       {201: Reply("Stored", InputView, example={
+           "id": "3b0c9f1e2d4a5b6c7d8e9f0a1b2c3d4e",
+           "name": "cfin_3b0c9f1e2d4a5b6c7d8e9f0a1b2c3d4e.png",
+           "content_type": "image/png", "size": 48213, "width": 512, "height": 512,
+           "sha256": "3b0c9f1e2d4a5b6c7d8e9f0a1b2c3d4e" + "0" * 32,
+           "expires_ms": 1_760_003_600_000})},
+       errors=[400, 413, 415, 422, 503]),
+]  # fmt: skip

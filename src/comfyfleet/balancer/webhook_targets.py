@@ -1,0 +1,129 @@
+"""Where a webhook may go: no server-side request forgery into the fleet's own network.
+
+A URL must be http(s), name a host, carry no credentials, and every address its host
+resolves to must be public: private, loopback, link-local, multicast, reserved, shared
+(CGNAT), unspecified and documentation ranges are refused -- including IPv4 inside IPv6
+(`::ffff:10.0.0.1`) -- unless an allowlisted network (`--webhook-allow CIDR`) holds it.
+
+Checked twice: at submit (a clear 422 naming the field) and at delivery, where the sender
+connects only to addresses this module passed (`GuardedResolver`), so a DNS answer that
+changes between check and connect (rebinding) cannot reach a refused address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import SplitResult, urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from comfyfleet.errors import ConfigError, ValidationFailed
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_URL_LENGTH = 2048
+# A submit waits at most this long for DNS (s).
+RESOLVE_TIMEOUT_S = 5.0
+
+
+class TargetRefused(ValidationFailed):
+    code = "webhook-target-refused"
+    title = "Webhook target refused"
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """`--webhook-allow` values (CIDR or a single address); ConfigError on a bad one."""
+    out = []
+    for spec in specs:
+        try:
+            out.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"--webhook-allow expects a CIDR like 10.0.0.0/8, got {spec!r}"
+            ) from None
+    return tuple(out)
+
+
+class TargetPolicy:
+    """The SSRF rules above, with an allowlist of networks."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.allow = parse_networks(allow)
+
+    def address_allowed(self, address: IPAddress) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in net for net in self.allow):
+            return True
+        return address.is_global and not address.is_multicast
+
+    def parse(self, url: str, field: str = "webhook_url") -> SplitResult:
+        """The URL's parts when its form is acceptable (no DNS); TargetRefused otherwise."""
+        if len(url) > MAX_URL_LENGTH:
+            raise TargetRefused(f"{field} is longer than {MAX_URL_LENGTH} characters", field=field)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError:
+            raise TargetRefused(f"{field} is not a valid URL", field=field) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TargetRefused(f"{field} must be an http or https URL with a host", field=field)
+        if parts.username is not None or parts.password is not None:
+            raise TargetRefused(f"{field} must not carry credentials", field=field)
+        return parts
+
+    async def check(self, url: str, field: str = "webhook_url") -> None:
+        """Refuse (TargetRefused, 422) a URL whose host is, or resolves to, a refused
+        address, or does not resolve at all."""
+        parts = self.parse(url, field)
+        host = parts.hostname or ""
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            addresses = await self._resolve(host, parts.port, field)
+        refused = sorted({str(a) for a in addresses if not self.address_allowed(a)})
+        if refused:
+            raise TargetRefused(
+                f"{field} host {host!r} resolves to {', '.join(refused)}: private, loopback, "
+                "link-local, multicast and reserved addresses are refused unless allowlisted "
+                "(--webhook-allow)",
+                field=field,
+            )
+
+    async def _resolve(self, host: str, port: int | None, field: str) -> list[IPAddress]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+            )
+        except (OSError, TimeoutError):
+            raise TargetRefused(f"{field} host {host!r} does not resolve", field=field) from None
+        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing any host that resolves to a refused address (an IP in
+    the URL itself is checked by the caller: aiohttp does not resolve literals)."""
+
+    def __init__(self, policy: TargetPolicy) -> None:
+        self.policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            if not self.policy.address_allowed(ipaddress.ip_address(result["host"])):
+                # errno + strerror: aiohttp keeps only those when it wraps the error.
+                why = f"webhook host {host!r} resolves to refused address {result['host']}"
+                raise OSError(errno.EACCES, why)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,142 @@
+"""Bearer API keys: several per fleet, each revocable, stored hashed.
+
+A key reads `cfk_<id>_<secret>`: `id` (12 hex chars) names its record, so checking a key is
+one read; `secret` is 256 random bits. Redis holds only sha256(key) -- a fast hash is enough
+because the key is high-entropy (no dictionary to try), unlike a password. The key itself is
+shown once, when created, and never stored, listed or logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, Field
+
+from comfyfleet.clock import SYSTEM_CLOCK, Clock
+from comfyfleet.errors import StoreError
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import fields_of, guarded, text
+
+KEY_PREFIX = "cfk_"
+KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
+KEY_NAME_PATTERN = r"^[A-Za-z0-9_ .:@/-]{1,64}$"
+# Stamp last use at most this often per key and process (ms): a busy key costs no extra write
+# per request, and "last used" stays true to the minute.
+TOUCH_EVERY_MS = 60_000
+SECRET_BYTES = 32
+_KEY_RE = re.compile(r"^cfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_LUA = Path(__file__).parent / "lua"
+
+
+class ApiKeyInfo(BaseModel):
+    """What may be shown about a key: never the key, never its hash. Times in ms since the
+    epoch; `last_used_ms` None: never used."""
+
+    id: str = Field(pattern=KEY_ID_PATTERN, examples=["3f9a0c1b2d4e"])
+    name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-pipeline"])
+    created_ms: int
+    last_used_ms: int | None = None
+
+
+class NewApiKey(ApiKeyInfo):
+    key: str = Field(
+        description="the bearer token; shown this once, store it now",
+        examples=["cfk_3f9a0c1b2d4e_" + "x" * 43],
+    )
+
+
+class NewApiKeyRequest(BaseModel):
+    name: str = Field(pattern=KEY_NAME_PATTERN, description="what the key is for")
+
+
+class ApiKeyList(BaseModel):
+    """Every live API key, oldest first (never the keys themselves)."""
+
+    keys: list[ApiKeyInfo]
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(token: str) -> str | None:
+    """The id inside a well-formed key, or None (anything else is not one of ours)."""
+    match = _KEY_RE.match(token)
+    return match.group(1) if match else None
+
+
+class ApiKeyStore:
+    """Create, check, list and revoke keys in one namespace."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self._create = redis.register_script((_LUA / "apikey_create.lua").read_text())
+        self._revoke = redis.register_script((_LUA / "apikey_revoke.lua").read_text())
+        self._touch = redis.register_script((_LUA / "apikey_touch.lua").read_text())
+        self._touched: dict[str, int] = {}
+
+    @guarded
+    async def create(self, name: str) -> NewApiKey:
+        now = self.clock.now_ms()
+        for _ in range(5):
+            key_id = secrets.token_hex(6)
+            key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
+            args: list[str | int] = [key_id, name, digest(key), now]
+            if await self._create(keys=[self.keys.apikey(key_id), self.keys.apikeys], args=args):
+                return NewApiKey(id=key_id, name=name, created_ms=now, key=key)
+        raise StoreError("could not draw a free API key id")  # 5 collisions of 48 random bits
+
+    @guarded
+    async def verify(self, token: str) -> ApiKeyInfo | None:
+        """The key's record when `token` is a live key, else None. Compared in constant time."""
+        key_id = key_id_of(token)
+        if key_id is None:
+            return None
+        raw = await self.redis.hgetall(self.keys.apikey(key_id))
+        fields = fields_of(raw)
+        stored = fields.get("sha256", "")
+        if not hmac.compare_digest(stored.encode(), digest(token).encode()) or not stored:
+            return None
+        info = _info(key_id, fields)
+        now = self.clock.now_ms()
+        if now - self._touched.get(key_id, 0) >= TOUCH_EVERY_MS:
+            self._touched[key_id] = now
+            await self._touch(keys=[self.keys.apikey(key_id)], args=[now])
+        return info
+
+    @guarded
+    async def all(self) -> list[ApiKeyInfo]:
+        """Every live key, oldest first."""
+        members: Any = await self.redis.zrange(self.keys.apikeys, 0, -1)
+        ids = [text(m) for m in members]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key_id in ids:
+                pipe.hgetall(self.keys.apikey(key_id))
+            rows = await pipe.execute()
+        return [_info(i, fields_of(r)) for i, r in zip(ids, rows, strict=True) if r]
+
+    @guarded
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke at once; False when no such key."""
+        self._touched.pop(key_id, None)
+        return bool(
+            await self._revoke(keys=[self.keys.apikey(key_id), self.keys.apikeys], args=[key_id])
+        )
+
+
+def _info(key_id: str, fields: dict[str, str]) -> ApiKeyInfo:
+    last = fields.get("last_used_ms", "")
+    return ApiKeyInfo(
+        id=key_id,
+        name=fields.get("name", ""),
+        created_ms=int(fields.get("created_ms") or 0),
+        last_used_ms=int(last) if last else None,
+    )

@@ -1,0 +1,254 @@
+"""Uploaded input images: bytes kept in Redis until the jobs that name them have run.
+
+An upload is content-addressed: its id is the first 32 hex digits of its sha256, and the
+name a job uses for it (`cfin_<id>.<ext>`) is what a workflow's `image` param takes. The
+same bytes uploaded twice are one input. An upload expires `INPUT_TTL_MS` after it is
+stored unless a job names it: each enqueue extends the TTL to `HOLD_TTL_MS` (never
+shortens it), so the bytes outlive the job's queueing and running. They are never deleted
+when one job ends, because other jobs may name the same input; the TTL reclaims them.
+
+The node finds inputs in a graph by their names (see `input_names`), fetches the bytes,
+uploads them to its ComfyUI and rewrites the name to the one ComfyUI answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from comfyfleet.clock import SYSTEM_CLOCK, Clock
+from comfyfleet.errors import ComfyfleetError, ValidationFailed
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import guarded, text
+
+# An upload no job names yet (ms); and how long a job's enqueue keeps it (ms).
+INPUT_TTL_MS = 3600 * 1000
+HOLD_TTL_MS = 24 * 3600 * 1000
+# Decoders allocate width x height x 4 bytes: refuse pixel bombs before any node loads one.
+MAX_SIDE = 16384
+MAX_PIXELS = 64 * 1024 * 1024
+ID_LENGTH = 32
+INPUT_ID_PATTERN = rf"^[0-9a-f]{{{ID_LENGTH}}}$"
+INPUT_NAME_PATTERN = rf"^cfin_([0-9a-f]{{{ID_LENGTH}}})\.(png|jpg|webp)$"
+_INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+# KEYS[1]: the input key. ARGV[1]: TTL (ms); ARGV[2..]: field, value pairs. Store and set
+# the TTL in one step (a crash in between would leave bytes with no TTL); never shorten it.
+# Returns the TTL the input now has (ms).
+_PUT_LUA = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
+end
+return ttl
+"""
+# KEYS: input keys. ARGV[1]: the TTL to hold them for (ms). Extends, never shortens.
+# Returns the 1-based positions of the keys that do not exist.
+_HOLD_LUA = """
+local missing = {}
+for i, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)
+  if ttl == -2 then
+    missing[#missing + 1] = i
+  elseif ttl >= 0 and ttl < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+return missing
+"""
+
+
+class UnsupportedImage(ComfyfleetError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported image type"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header of an image says. Sizes in pixels."""
+
+    content_type: str
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS[self.content_type]
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """One stored upload. `size` in bytes, `expires_ms` ms since the epoch."""
+
+    id: str
+    name: str
+    image: ImageInfo
+    size: int
+    sha256: str
+    expires_ms: int
+
+
+def input_name(input_id: str, info: ImageInfo) -> str:
+    return f"cfin_{input_id}.{info.extension}"
+
+
+def input_id_of(name: str) -> str | None:
+    """The input id a name refers to, or None when it names no upload of ours."""
+    match = _INPUT_NAME.fullmatch(name)
+    return match.group(1) if match else None
+
+
+def input_names(graph: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Every upload a graph names: input id -> the (node id, input name) pairs holding it."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for node_id, node in graph.items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        for key, value in (inputs or {}).items():
+            if isinstance(value, str) and (input_id := input_id_of(value)) is not None:
+                found.setdefault(input_id, []).append((node_id, key))
+    return found
+
+
+def sniff_image(data: bytes) -> ImageInfo:
+    """The type and size from the bytes themselves (never from a client's word): PNG, JPEG
+    or WebP. UnsupportedImage (415) for anything else, ValidationFailed (422) for a header
+    that is broken or an image beyond MAX_SIDE / MAX_PIXELS."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        info = _png(data)
+    elif data.startswith(b"\xff\xd8\xff"):
+        info = _jpeg(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        info = _webp(data)
+    else:
+        raise UnsupportedImage("the upload is not a PNG, JPEG or WebP image")
+    if info is None:
+        raise ValidationFailed("the image header is broken or truncated", field="image")
+    if not (0 < info.width <= MAX_SIDE and 0 < info.height <= MAX_SIDE) or (
+        info.width * info.height > MAX_PIXELS
+    ):
+        raise ValidationFailed(
+            f"image is {info.width}x{info.height} pixels; at most {MAX_SIDE} a side and "
+            f"{MAX_PIXELS} in all",
+            field="image",
+        )
+    return info
+
+
+def _png(data: bytes) -> ImageInfo | None:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return ImageInfo("image/png", width, height)
+
+
+# Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg(data: bytes) -> ImageInfo | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _SOF:
+            if pos + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return ImageInfo("image/jpeg", width, height)
+        pos += 2 + length
+    return None
+
+
+def _webp(data: bytes) -> ImageInfo | None:
+    chunk, body = data[12:16], data[20:]
+    if chunk == b"VP8X" and len(body) >= 10:
+        width = 1 + int.from_bytes(body[4:7], "little")
+        height = 1 + int.from_bytes(body[7:10], "little")
+    elif chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        width = int.from_bytes(body[6:8], "little") & 0x3FFF
+        height = int.from_bytes(body[8:10], "little") & 0x3FFF
+    elif chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    else:
+        return None
+    return ImageInfo("image/webp", width, height)
+
+
+class InputStore:
+    """Uploaded images in Redis (see the module docstring). Times in ms."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        ttl_ms: int = INPUT_TTL_MS,
+        hold_ms: int = HOLD_TTL_MS,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.ttl_ms = ttl_ms
+        self.hold_ms = hold_ms
+        self._put = redis.register_script(_PUT_LUA)
+        self._hold = redis.register_script(_HOLD_LUA)
+
+    @guarded
+    async def put(self, data: bytes) -> StoredInput:
+        """Store an image (sniffed first, see `sniff_image`). Storing bytes already stored
+        returns the same input and never shortens its TTL."""
+        info = sniff_image(data)
+        digest = hashlib.sha256(data).hexdigest()
+        input_id = digest[:ID_LENGTH]
+        fields: list[str | int | bytes] = ["data", data, "content_type", info.content_type]
+        fields += ["size", len(data), "width", info.width, "height", info.height]
+        fields += ["sha256", digest]
+        ttl = await self._put(keys=[self.keys.input(input_id)], args=[self.ttl_ms, *fields])
+        return StoredInput(input_id, input_name(input_id, info), info, len(data), digest,
+                           self.clock.now_ms() + int(ttl))  # fmt: skip
+
+    @guarded
+    async def hold(self, input_ids: Iterable[str]) -> list[str]:
+        """Keep these inputs for at least `hold_ms` from now (a job that names them was
+        accepted). Returns the ids that do not exist (expired or never uploaded)."""
+        ids = list(dict.fromkeys(input_ids))
+        if not ids:
+            return []
+        missing = await self._hold(keys=[self.keys.input(i) for i in ids], args=[self.hold_ms])
+        return [ids[int(pos) - 1] for pos in missing]
+
+    @guarded
+    async def get(self, input_id: str) -> tuple[bytes, str] | None:
+        """(bytes, content type), or None when the input is gone."""
+        data, content_type = await self.redis.hmget(self.keys.input(input_id),
+                                                    ["data", "content_type"])  # fmt: skip
+        if data is None or content_type is None:
+            return None
+        return (data.encode() if isinstance(data, str) else data), text(content_type)
+
+    @guarded
+    async def exists(self, input_ids: Sequence[str]) -> list[bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for input_id in input_ids:
+                pipe.exists(self.keys.input(input_id))
+            return [bool(n) for n in await pipe.execute()]

@@ -1,0 +1,3 @@
+"""The live-progress tests use the suite's real fleet (processes) from tests/e2e."""
+
+from tests.e2e.conftest import api, fleet, http  # noqa: F401 -- fixtures, used by name
