@@ -71,7 +71,7 @@ class Forbidden(ComfyfleetError):
 
 def principal_of(request: web.Request) -> Principal:
     """The caller; ADMIN when no auth middleware runs (auth switched off)."""
-    return request[PRINCIPAL] if PRINCIPAL in request else ADMIN
+    return request.get(PRINCIPAL, ADMIN)
 
 
 def require_admin(request: web.Request) -> None:
