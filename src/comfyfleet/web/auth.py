@@ -71,7 +71,8 @@ class Forbidden(ComfyfleetError):
 
 def principal_of(request: web.Request) -> Principal:
     """The caller; ADMIN when no auth middleware runs (auth switched off)."""
-    return request.get(PRINCIPAL, ADMIN)
+    principal: Principal = request.get(PRINCIPAL, ADMIN)
+    return principal
 
 
 def require_admin(request: web.Request) -> None:
