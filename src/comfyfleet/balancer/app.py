@@ -4,7 +4,6 @@ cleanup_ctx: started in order, stopped in reverse."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
+from comfyfleet.tasks import stop
 from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
 from comfyfleet.templates.registry import WorkflowRegistry, publish
@@ -51,6 +51,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WORKFLOWS] = WorkflowRegistry(redis, keys)
     app[API_KEYS] = ApiKeyStore(redis, keys)
     yield
+    await app[JOBS].close()  # its wake-up listener, if anything subscribed
     await redis.aclose()
 
 
@@ -76,9 +77,7 @@ async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     reaper = Reaper(app[JOBS], app[NODES])
     task = asyncio.create_task(reaper.run(), name="reaper")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
 def create_app(cfg: BalancerConfig) -> web.Application:

@@ -47,6 +47,7 @@ from comfyfleet.models.job import Job, JobStatus
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
+from comfyfleet.tasks import stop
 from comfyfleet.web.responses import dumps
 
 log = structlog.get_logger(__name__)
@@ -324,9 +325,6 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         dispatcher = Dispatcher(store, app[JOBS], cfg.webhooks, base_url=base)
         task = asyncio.create_task(dispatcher.run(), name="webhooks")
     yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop(task)
     if dispatcher is not None:
         await dispatcher.close()

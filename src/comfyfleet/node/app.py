@@ -37,6 +37,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
+from comfyfleet.tasks import stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
@@ -52,14 +53,6 @@ RECOVER_BACKOFF_S = (0.25, 5.0)
 
 def default_node_id(port: int) -> str:
     return f"{socket.gethostname()}-{port}"
-
-
-async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -113,10 +106,11 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("node_started", comfy_url=cfg.comfy_url, capacity=worker.capacity)
     yield
     await worker.drain(DRAIN_GRACE_S)
-    await _stop(loops)
+    await stop(*loops)
     with contextlib.suppress(Exception):
         await registry.deregister(node_id, worker.pools)
     await comfy.close()
+    await store.close()  # its wake-up listener
     await redis.aclose()
 
 
@@ -141,7 +135,7 @@ async def _recover_then_claim(
     try:
         await worker.run()
     finally:
-        await _stop([beats])
+        await stop(beats)
 
 
 async def _recover(store: JobStore, worker: Worker) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import structlog
 
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +58,5 @@ class LeaseKeeper:
         self._task = asyncio.create_task(self._run(), name=f"lease-{self.job_id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None

@@ -8,7 +8,6 @@ GPU never waits for a round trip to Redis between jobs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ import structlog
 from comfyfleet.models.job import DEFAULT_POOL, Job
 from comfyfleet.node.leases import LeaseKeeper
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
 
@@ -173,9 +173,12 @@ class Worker:
         finally:
             for task in waits:
                 task.cancel()
+            # asyncio.wait, not `await task` under suppress(CancelledError): that would also
+            # swallow a cancellation of this coroutine and hang the node's shutdown.
+            await asyncio.wait(waits)
             for task in waits:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                if not task.cancelled():
+                    task.exception()  # retrieved: a Redis error here only ends the idle wait
 
     async def drain(self, grace_s: float) -> None:
         """Stop claiming; let held jobs finish for `grace_s`, then hand the rest back."""
@@ -189,8 +192,7 @@ class Worker:
         rest = list(self.tasks.values())
         if rest:
             await asyncio.wait(rest, timeout=max(5.0, grace_s))
-        for task in list(self.tasks.values()):
-            task.cancel()
+        await stop(*self.tasks.values())
 
     def resume(self) -> None:
         self.draining = False

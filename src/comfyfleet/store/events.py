@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from comfyfleet.errors import NotFound
 from comfyfleet.store.connect import SOCKET_TIMEOUT_S
 from comfyfleet.store.keys import Keys
+from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
 
@@ -147,11 +148,8 @@ class WakeListener:
         return True
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         backoff, cap = RESUBSCRIBE_BACKOFF_S

@@ -1,0 +1,36 @@
+"""Stopping background tasks so that they really stop.
+
+A cancel can be lost on Python 3.11: `asyncio.wait_for` returns the awaited result instead
+of raising when the cancel lands in the same loop step as that result (python/cpython#86296,
+fixed in 3.12), and redis-py wraps every socket write in `wait_for`. A task that loses its
+cancel that way carries on, and `await task` then waits forever. So `stop` repeats the
+cancel until each task has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+RECANCEL_S = 0.5  # how long a cancelled task may take to end before it is cancelled again
+
+
+async def stop(*tasks: asyncio.Task[object] | None) -> None:
+    """Cancel `tasks` (None entries are skipped) and return once all have ended.
+
+    Unlike `suppress(CancelledError): await task`, a cancel of the caller itself still
+    propagates. A task that had failed is logged, so its error is not lost."""
+    mine = [t for t in tasks if t is not None]
+    for task in mine:
+        task.cancel()
+    pending = {t for t in mine if not t.done()}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        for task in pending:
+            task.cancel()
+    for task in mine:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("task_failed", task=task.get_name(), error=repr(error))
