@@ -40,3 +40,8 @@ up: $(STAMP)
 
 clean:
 	rm -rf $(VENV) dist build out .mypy_cache .ruff_cache .pytest_cache
+
+# Many more schemathesis examples per operation than `make test` runs (tests/fuzz).
+.PHONY: fuzz
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/pytest -q -s tests/fuzz -o timeout=1800

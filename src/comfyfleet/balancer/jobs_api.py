@@ -159,7 +159,7 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
 async def list_jobs(request: web.Request) -> web.Response:
     raw_status = request.query.get("status")
     try:
-        status = JobStatus(raw_status) if raw_status else None
+        status = JobStatus(raw_status) if raw_status is not None else None  # '' is wrong too
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise BadRequest(f"unknown status {raw_status!r}; one of {allowed}") from None

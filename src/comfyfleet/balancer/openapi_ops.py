@@ -39,7 +39,6 @@ from comfyfleet.balancer.schemas import (
 from comfyfleet.models.job import JobStatus
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKey, NewApiKeyRequest
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, ParamSpec, Template
-from comfyfleet.web.auth import principal_of
 from comfyfleet.web.openapi import REF, Body, Op, Param, Reply, build_document
 
 # Every operation that reads Redis may answer 503 while it is unreachable.
@@ -270,8 +269,8 @@ TAGS = {
 DESCRIPTION = (
     "One front door for many ComfyUI servers. Errors are `application/problem+json` "
     "(RFC 9457) with a stable `type`. Authenticate with basic auth (the admin) or a bearer "
-    "API key; health probes are open. Authorize, and this document adds each published "
-    "workflow's params as a schema `Params_<workflow>`."
+    "API key; only the health probes are open. Each published workflow's params appear as "
+    "a schema `Params_<workflow>`."
 )
 
 
@@ -353,8 +352,6 @@ def _base_document() -> dict[str, Any]:
 
 
 async def document(request: web.Request) -> dict[str, Any]:
-    """The balancer's document; with this fleet's workflows for an authenticated caller."""
+    """The balancer's document, with this fleet's workflows and their params."""
     doc = copy.deepcopy(_base_document())
-    if principal_of(request).kind == "anonymous":
-        return doc
     return _with_workflows(doc, await request.app[WORKFLOWS].list())

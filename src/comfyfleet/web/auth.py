@@ -3,12 +3,11 @@ in constant time (the stock check compares with `==`, which leaks timing), plus 
 keys (`store/apikeys.py`: several, revocable, stored hashed).
 
 Open routes (no credentials asked): the health probes and metrics, which load balancers and
-scrapers call without secrets, and the docs: the Swagger UI page and its assets are the
-same static bundle for everyone, and `/openapi.json` is what a client needs before it can
-authenticate (it declares the security schemes). Without credentials the document describes
-the API only; this fleet's workflow names and params are added for an authenticated caller.
-Every other route -- including paths that match no route, so a scan learns nothing -- needs
-credentials. Basic auth is the admin; an API key may do everything except manage API keys
+scrapers call without secrets. Everything else needs credentials -- the Swagger UI and
+`/openapi.json` too (the seed kept its Swagger pages behind basic auth, and the document
+names this fleet's workflows), and paths that match no route, so a scan learns nothing. A
+browser opening `/docs` gets the basic-auth prompt and then reuses the answer for the page's
+own requests. Basic auth is the admin; an API key may do everything except manage API keys
 (a leaked key must not be able to mint more).
 
 Secrets are never logged or echoed: a refusal says only that credentials were missing or
@@ -33,9 +32,7 @@ from comfyfleet.errors import ComfyfleetError, ConfigError
 from comfyfleet.store.apikeys import ApiKeyStore
 
 # Routes (canonical paths) anyone may call; see the module docstring for why.
-OPEN_ROUTES = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/{asset}", "/openapi.json"}
-)
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = "comfyfleet"
 CHALLENGE = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
 # Set by each role once its Redis client exists; without it bearer keys are refused.

@@ -301,7 +301,7 @@ DocumentFn = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
 
 def add_docs_routes(app: web.Application, document: DocumentFn, title: str) -> None:
-    """Serve `document` at /openapi.json and Swagger UI at /docs (both open; see web/auth)."""
+    """Serve `document` at /openapi.json and Swagger UI at /docs, behind auth like the API."""
     page = _page(title).encode()
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
+from comfyfleet.errors import BadRequest, ComfyfleetError
 
 JSON_BODY_LIMIT = 2 * 1024 * 1024  # bytes; graphs are small, outputs never come this way
 # Uploaded files (input images) get their own, larger bound (bytes). A role that accepts
@@ -62,10 +62,10 @@ async def read_json(request: web.Request, *, limit: int = JSON_BODY_LIMIT) -> An
 
 
 def check_name(name: str, what: str = "name") -> str:
-    """`name` when it is a safe file name (see SAFE_NAME_PATTERN), else a 422: never a path,
+    """`name` when it is a safe file name (see SAFE_NAME_PATTERN), else a 400: never a path,
     never `..`, never a hidden file."""
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ValidationFailed(f"{what} must match {SAFE_NAME_PATTERN} and not contain '..'")
+        raise BadRequest(f"{what} must match {SAFE_NAME_PATTERN} and not contain '..'")
     return name
 
 
