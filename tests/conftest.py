@@ -1,22 +1,27 @@
-"""Suite-wide fixtures: one real Redis server per test session, a fresh namespace per test."""
+"""Suite-wide fixtures: one real Redis server per test session, a fresh namespace per test,
+a frozen clock, and job stores each on a Redis client of its own."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.redis_server import RedisServer
+from comfyfleet.store.jobs import JobStore
 
 DATA = Path(__file__).parent / "data"
 COMFY_DATA = DATA / "comfyui"
 TRACES = COMFY_DATA / "traces"
 SHARED_WORKFLOWS = COMFY_DATA / "workflows"
+StoreFactory = Callable[..., Awaitable[JobStore]]
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +47,29 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def make_store(redis_config: RedisConfig, clock: FrozenClock) -> AsyncIterator[StoreFactory]:
+    """Stores sharing the test's namespace and clock, each with its own connections (as
+    separate balancer replicas and nodes would have)."""
+    stores: list[JobStore] = []
+
+    async def make(**kw: Any) -> JobStore:
+        store = JobStore.from_config(redis_config, kw.pop("clock", clock), **kw)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> JobStore:
+    return await make_store()

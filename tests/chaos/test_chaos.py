@@ -37,13 +37,8 @@ def fleet(chaos_size: ChaosSize, tmp_path_factory: pytest.TempPathFactory) -> It
         node_ms=NODE_MS, step_ms=NODE_MS / 4, data_dir=Path(tmp_path_factory.mktemp("chaos")),
         node_args=["--hang-timeout", str(HANG_S), "--retry-base-ms", "200", "--no-retry-jitter"],
     )  # fmt: skip
-    fleet = Fleet(spec)
-    try:
-        fleet.start()
-        fleet.wait_ready()
+    with Fleet(spec) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture

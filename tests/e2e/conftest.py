@@ -34,13 +34,8 @@ def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         step_ms=5,
         data_dir=Path(tmp_path_factory.mktemp("fleet")),
     )
-    fleet = Fleet(spec)
-    try:
-        fleet.start()
-        fleet.wait_ready()
+    with Fleet(spec) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture

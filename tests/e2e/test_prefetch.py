@@ -24,13 +24,8 @@ def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         namespace=f"pf{uuid.uuid4().hex[:8]}", username=USER, password=PASSWORD,
         node_ms=5, step_ms=5, prefetch=1, data_dir=Path(tmp_path_factory.mktemp("pf")),
     )  # fmt: skip
-    fleet = Fleet(spec)
-    try:
-        fleet.start()
-        fleet.wait_ready()
+    with Fleet(spec) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 async def test_node_prefetches_exactly_one_job_into_comfyui(

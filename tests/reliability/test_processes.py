@@ -35,13 +35,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         data_dir=Path(tmp_path_factory.mktemp("rel")),
         node_args=["--hang-timeout", "60", "--retry-base-ms", "100", "--no-retry-jitter"],
     )  # fmt: skip
-    fleet = Fleet(spec)
-    try:
-        fleet.start()
-        fleet.wait_ready()
+    with Fleet(spec) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture

@@ -1,20 +1,17 @@
-"""Fixtures for the job store: a frozen clock, and stores each on a client of its own."""
+"""Helpers for the job store tests; the clock and store fixtures are in tests/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.job import JobSpec
-from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
+from tests.conftest import StoreFactory  # noqa: F401 (re-exported for these tests)
 
 LEASE_MS = 30_000
-StoreFactory = Callable[..., Awaitable[JobStore]]
 
 
 def spec(**kw: Any) -> JobSpec:
@@ -23,31 +20,5 @@ def spec(**kw: Any) -> JobSpec:
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
 def keys(redis_config: RedisConfig) -> Keys:
     return Keys(redis_config.namespace)
-
-
-@pytest.fixture
-async def make_store(redis_config: RedisConfig, clock: FrozenClock) -> AsyncIterator[StoreFactory]:
-    """Build stores sharing the test's namespace and clock, each with its own connections
-    (as separate balancer replicas and nodes would have)."""
-    stores: list[JobStore] = []
-
-    async def make(**kw: Any) -> JobStore:
-        store = JobStore.from_config(redis_config, kw.pop("clock", clock), **kw)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        await store.close()
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> JobStore:
-    return await make_store()

@@ -67,11 +67,6 @@ def webhook_config(**kw: object) -> WebhookConfig:
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
 async def jobs(redis_config: RedisConfig, clock: FrozenClock) -> AsyncIterator[JobStore]:
     store = JobStore.from_config(redis_config, clock)
     yield store

@@ -37,6 +37,7 @@ from comfyfleet.balancer.schemas import (
     WorkflowList,
 )
 from comfyfleet.models.job import JobStatus
+from comfyfleet.models.node import NODE_INFO_EXAMPLE
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKey, NewApiKeyRequest
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, ParamSpec, Template
 from comfyfleet.web.openapi import REF, Body, Op, Param, Reply, build_document
@@ -82,26 +83,6 @@ JOB_EXAMPLE: dict[str, Any] = {
     "error": None,
     "history": [],
     "metadata": {"user": "alice"},
-}
-NODE_EXAMPLE: dict[str, Any] = {
-    "node_id": "gpu-box-1-8101",
-    "state": "ready",
-    "url": "http://10.0.0.5:8101",
-    "comfy_url": "http://127.0.0.1:8188",
-    "comfy_healthy": True,
-    "comfy_version": "0.3.60",
-    "device": "cuda:0 NVIDIA L4",
-    "vram_total": 23_580_639_232,
-    "vram_free": 20_001_112_064,
-    "inventory_digest": "a1b2c3d4e5f6",
-    "node_classes": 612,
-    "models": {"checkpoints": ["sd_xl_base_1.0.safetensors"]},
-    "pools": ["default"],
-    "running": 1,
-    "capacity": 2,
-    "started_ms": NOW_MS,
-    "last_seen_ms": NOW_MS + 60_000,
-    "version": "0.1.0",
 }
 WORKFLOW_EXAMPLE: dict[str, Any] = {
     "name": "txt2img",
@@ -207,11 +188,11 @@ def _fleet() -> list[Op]:
            errors=[STORE]),
         Op("GET", "/api/v1/nodes", "listNodes", "List nodes",
            "Every registered node with its state, load and inventory summary.", "nodes",
-           {200: Reply("The nodes", NodeList, example={"nodes": [NODE_EXAMPLE]})},
+           {200: Reply("The nodes", NodeList, example={"nodes": [NODE_INFO_EXAMPLE]})},
            errors=[STORE]),
         Op("GET", "/api/v1/nodes/{node_id}", "getNode", "Get a node",
            "A node's heartbeat record and the jobs it holds.", "nodes",
-           {200: Reply("The node", NodeDetail, example={**NODE_EXAMPLE, "jobs": []})},
+           {200: Reply("The node", NodeDetail, example={**NODE_INFO_EXAMPLE, "jobs": []})},
            params=[NODE_ID], errors=[STORE]),
         Op("POST", "/api/v1/nodes/{node_id}/drain", "drainNode", "Drain a node",
            drain_words, "nodes",

@@ -222,6 +222,19 @@ class Fleet:
         """Until the balancer says a node can take jobs."""
         wait_http_ok(f"{self.balancer_url}/readyz", timeout_s, self.balancer)
 
+    def __enter__(self) -> Fleet:
+        """Started and ready (see `wait_ready`); stopped on leaving, whatever happened."""
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Balancer first (no new jobs), then nodes (they drain), then stand-ins, then Redis."""
         procs = [p for p in [self.balancer, *self.nodes, *self.sims] if p is not None]

@@ -66,21 +66,17 @@ def up(
         step_ms=step_ms,
         data_dir=data_dir,
     )
-    fleet = Fleet(spec)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        fleet.start()
-        fleet.wait_ready()
-        _banner(fleet, user, secret, generated=password is None)
-        stop.wait()
-        typer.echo("stopping the fleet ...", err=True)
+        with Fleet(spec) as fleet:
+            _banner(fleet, user, secret, generated=password is None)
+            stop.wait()
+            typer.echo("stopping the fleet ...", err=True)
     except ComfyfleetError as exc:
         typer.echo(f"comfyfleet up: {exc.detail}", err=True)
         raise typer.Exit(code=2) from None
-    finally:
-        fleet.stop()
 
 
 def _banner(fleet: Fleet, user: str, secret: str, *, generated: bool) -> None:

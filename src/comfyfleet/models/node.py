@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -36,3 +37,26 @@ class NodeInfo(BaseModel):
     started_ms: int = 0
     last_seen_ms: int = 0
     version: str = ""
+
+
+# One node as the API shows it: the OpenAPI example of both roles.
+NODE_INFO_EXAMPLE: dict[str, Any] = {
+    "node_id": "gpu-box-1-8101",
+    "state": "ready",
+    "url": "http://10.0.0.5:8101",
+    "comfy_url": "http://127.0.0.1:8188",
+    "comfy_healthy": True,
+    "comfy_version": "0.3.60",
+    "device": "cuda:0 NVIDIA L4",
+    "vram_total": 23_580_639_232,
+    "vram_free": 20_001_112_064,
+    "inventory_digest": "a1b2c3d4e5f6",
+    "node_classes": 612,
+    "models": {"checkpoints": ["sd_xl_base_1.0.safetensors"]},
+    "pools": ["default"],
+    "running": 1,
+    "capacity": 2,
+    "started_ms": 1_760_000_000_000,
+    "last_seen_ms": 1_760_000_060_000,
+    "version": "0.1.0",
+}

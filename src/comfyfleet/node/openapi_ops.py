@@ -15,7 +15,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from comfyfleet.models.node import NodeInfo
+from comfyfleet.models.node import NODE_INFO_EXAMPLE, NodeInfo
 from comfyfleet.web.openapi import Body, Op, Param, Reply, build_document
 from comfyfleet.web.responses import SAFE_NAME_PATTERN
 
@@ -60,27 +60,7 @@ class FreedView(BaseModel):
 
 
 ANY_JSON: dict[str, Any] = {"description": "ComfyUI's answer, passed through"}
-STATUS_EXAMPLE: dict[str, Any] = {
-    "node_id": "gpu-box-1-8101",
-    "state": "ready",
-    "url": "http://10.0.0.5:8101",
-    "comfy_url": "http://127.0.0.1:8188",
-    "comfy_healthy": True,
-    "comfy_version": "0.3.60",
-    "device": "cuda:0 NVIDIA L4",
-    "vram_total": 23_580_639_232,
-    "vram_free": 20_001_112_064,
-    "inventory_digest": "a1b2c3d4e5f6",
-    "node_classes": 612,
-    "models": {"checkpoints": ["sd_xl_base_1.0.safetensors"]},
-    "pools": ["default"],
-    "running": 1,
-    "capacity": 2,
-    "started_ms": 1_760_000_000_000,
-    "last_seen_ms": 0,
-    "version": "0.1.0",
-    "jobs": ["9f1c2e3d4b5a69788796a5b4c3d2e1f0"],
-}
+STATUS_EXAMPLE: dict[str, Any] = {**NODE_INFO_EXAMPLE, "jobs": ["9f1c2e3d4b5a69788796a5b4c3d2e1f0"]}
 
 
 def _comfy(path: str, op_id: str, summary: str, words: str, example: Any,

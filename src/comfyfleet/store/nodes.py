@@ -74,13 +74,7 @@ class NodeRegistry:
     @guarded
     async def deregister(self, node_id: str, pools: Sequence[str] = ()) -> None:
         """Remove a node that stopped cleanly (and its entries in the ready index of `pools`)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.node(node_id))
-            pipe.zrem(self.keys.nodes, node_id)
-            pipe.zrem(self.keys.lost, node_id)
-            for pool in pools:
-                pipe.zrem(self.keys.ready(pool), node_id)
-            await pipe.execute()
+        await self._unindex(node_id, pools, delete_record=True)
 
     @guarded
     async def get(self, node_id: str) -> NodeInfo | None:
@@ -130,7 +124,15 @@ class NodeRegistry:
         """Drop a long-lost node from the indexes (its record expires by itself)."""
         raw = await self.redis.get(self.keys.node(node_id))
         pools = NodeInfo.model_validate(orjson.loads(raw)).pools if raw is not None else []
+        await self._unindex(node_id, pools)
+
+    async def _unindex(
+        self, node_id: str, pools: Sequence[str], *, delete_record: bool = False
+    ) -> None:
+        """Take `node_id` out of the node, lost and ready indexes in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            if delete_record:
+                pipe.delete(self.keys.node(node_id))
             pipe.zrem(self.keys.nodes, node_id)
             pipe.zrem(self.keys.lost, node_id)
             for pool in pools:
