@@ -133,6 +133,15 @@ class WebhookConfig(_Frozen):
         return value
 
 
+class InputUrlConfig(_Frozen):
+    """Input images fetched from URLs (balancer/input_urls.py); off while `allow` is empty."""
+
+    # Hosts (`images.example.com`), domains (`*.example.com`) or networks (CIDR) to fetch from.
+    allow: tuple[str, ...] = ()
+    # Whole fetch, connect to last byte (ms).
+    timeout_ms: int = Field(default=20_000, ge=100, le=300_000)
+
+
 class BalancerConfig(_Frozen):
     server: ServerConfig = ServerConfig(port=7999)
     redis: RedisConfig = RedisConfig()
@@ -143,6 +152,7 @@ class BalancerConfig(_Frozen):
     # Retry-After. Pool name -> bound; "*" applies to every pool not named (empty: no bound).
     queue_limits: dict[str, int] = Field(default_factory=dict)
     webhooks: WebhookConfig = WebhookConfig()
+    input_urls: InputUrlConfig = InputUrlConfig()
 
 
 class NodeConfig(_Frozen):

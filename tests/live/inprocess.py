@@ -11,7 +11,13 @@ import aiohttp
 from aiohttp import web
 
 from comfyfleet.balancer.app import create_app
-from comfyfleet.config import BalancerConfig, RedisConfig, ServerConfig, WebhookConfig
+from comfyfleet.config import (
+    BalancerConfig,
+    InputUrlConfig,
+    RedisConfig,
+    ServerConfig,
+    WebhookConfig,
+)
 
 
 @dataclass
@@ -23,11 +29,16 @@ class Balancer:
 
 @contextlib.asynccontextmanager
 async def balancer(
-    redis: RedisConfig, webhooks: WebhookConfig | None = None
+    redis: RedisConfig,
+    webhooks: WebhookConfig | None = None,
+    input_urls: InputUrlConfig | None = None,
 ) -> AsyncIterator[Balancer]:
     """A balancer on a free loopback port, with auth off (loopback, no credentials)."""
     cfg = BalancerConfig(
-        server=ServerConfig(port=0), redis=redis, webhooks=webhooks or WebhookConfig()
+        server=ServerConfig(port=0),
+        redis=redis,
+        webhooks=webhooks or WebhookConfig(),
+        input_urls=input_urls or InputUrlConfig(),
     )
     app = create_app(cfg)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)

@@ -1,33 +1,38 @@
 """`POST /api/v1/inputs`: upload an input image for workflows that take one.
 
 The body is `multipart/form-data` with the file in a part named `image` (ComfyUI's own
-name) or `file`. It is bounded separately from JSON bodies (`UPLOAD_BODY_LIMIT`, 413
-beyond), its type is sniffed from the bytes (PNG, JPEG, WebP; else 415; a broken header or
-a pixel bomb 422), and the client's file name is never used: the stored name is derived
-from the content (`cfin_<sha256 prefix>.<ext>`), so no path can be smuggled in. Pass the
-answer's `name` as the workflow's image param; the job keeps the upload alive until it has
-run (see store/inputs.py).
+name) or `file`, or JSON `{"url": ...}` naming an image the balancer fetches, if the
+operator allowlisted where from (`input_urls.py`). Either way the bytes are bounded
+separately from JSON bodies (`UPLOAD_BODY_LIMIT`, 413 beyond), their type is sniffed (PNG,
+JPEG, WebP; else 415; a broken header or a pixel bomb 422), and no client-given file name is
+used: the stored name is derived from the content (`cfin_<sha256 prefix>.<ext>`), so no
+path can be smuggled in. Pass the answer's `name` as the workflow's image param; the job
+keeps the upload alive until it has run (see store/inputs.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, Field
+from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import BaseModel, ConfigDict, Field
 
 from comfyfleet.balancer.appkeys import CONFIG, REDIS
+from comfyfleet.balancer.input_urls import InputFetcher
 from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
 from comfyfleet.store.keys import Keys
-from comfyfleet.web.openapi import Op, Reply
-from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_response
+from comfyfleet.web.openapi import Body, Op, Reply
+from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_response, read_json
 
 FILE_PARTS = ("image", "file")
 CHUNK_BYTES = 64 * 1024
 INPUTS = web.AppKey("inputs", InputStore)
+FETCHER = web.AppKey("input_fetcher", InputFetcher)
 routes = web.RouteTableDef()
 
 
@@ -45,9 +50,19 @@ class InputView(BaseModel):
     expires_ms: int = Field(description="ms since the epoch; each job naming it extends this")
 
 
+class InputFromUrl(BaseModel):
+    """An image for the balancer to fetch (only from allowlisted places)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL of the image")
+
+
 async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INPUTS] = InputStore(app[REDIS], Keys(app[CONFIG].redis.namespace))
+    app[FETCHER] = fetcher = InputFetcher(app[CONFIG].input_urls)
     yield
+    await fetcher.close()
 
 
 async def hold_inputs(request: web.Request, graph: dict[str, Any]) -> None:
@@ -71,6 +86,17 @@ class UnsupportedMediaType(ComfyfleetError):
     title = "Unsupported media type"
 
 
+# The `name` parameter of a part's Content-Disposition, quoted or not.
+_PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
+
+
+def _part_name(part: aiohttp.BodyPartReader) -> str | None:
+    """The part's form field name. Read here, not with `part.name`: aiohttp's parser reports
+    a malformed header with a warning, which a fuzzer (or -W error) turns into a 500."""
+    found = _PART_NAME.search(part.headers.get("Content-Disposition", ""))
+    return (found.group(1) if found.group(1) is not None else found.group(2)) if found else None
+
+
 async def _read_file(request: web.Request, limit: int) -> bytes:
     """The bytes of the first file part; every part counts against `limit` bytes."""
     reader = await request.multipart()
@@ -85,7 +111,7 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
             if total > limit:
                 raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
             chunks.append(chunk)
-        if data is None and part.name in FILE_PARTS:
+        if data is None and _part_name(part) in FILE_PARTS:
             data = b"".join(chunks)
     if not data:
         raise BadRequest(f"no file: send it as a multipart part named {' or '.join(FILE_PARTS)}")
@@ -95,15 +121,25 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
 @routes.post("/api/v1/inputs")
 async def upload_input(request: web.Request) -> web.Response:
     limit = UPLOAD_BODY_LIMIT
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-    if request.content_type != "multipart/form-data":
-        raise UnsupportedMediaType("send the image as multipart/form-data")
-    try:
-        data = await _read_file(request, limit)
-    except (ValueError, AssertionError, aiohttp.ClientPayloadError) as exc:
-        # aiohttp's multipart reader says "malformed" with these.
-        raise BadRequest(f"malformed multipart body: {exc}") from None
+    if request.content_type == "application/json":
+        source = InputFromUrl.model_validate(await read_json(request))
+        data = await request.app[FETCHER].fetch(source.url, limit)
+    elif request.content_type == "multipart/form-data":
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+        try:
+            data = await _read_file(request, limit)
+        except (
+            ValueError, RuntimeError, AssertionError, HttpProcessingError,
+            aiohttp.ClientPayloadError,
+        ) as exc:  # fmt: skip
+            # aiohttp's multipart reader says "malformed" with these (a bad part header
+            # raises its HTTP parser's InvalidHeader, a bad `_charset_` part RuntimeError).
+            raise BadRequest(f"malformed multipart body: {exc}") from None
+    else:
+        raise UnsupportedMediaType(
+            'send the image as multipart/form-data, or JSON {"url": ...} to have it fetched'
+        )
     stored = await request.app[INPUTS].put(data)
     view = InputView(
         id=stored.id, name=stored.name, content_type=stored.image.content_type,
@@ -113,14 +149,26 @@ async def upload_input(request: web.Request) -> web.Response:
     return json_response(view, status=201)
 
 
+MULTIPART_UPLOAD: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "image": {"type": "string", "format": "binary", "description": "the image file"},
+            "file": {"type": "string", "format": "binary", "description": "same as `image`"},
+        },
+    },
+    "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp"}},
+}
+
 OPS = [
     Op("POST", "/api/v1/inputs", "uploadInput", "Upload an input image",
        "A PNG, JPEG or WebP image as `multipart/form-data`, in a part named `image` (or "
-       f"`file`), at most {UPLOAD_BODY_LIMIT // (1024 * 1024)} MiB. The type is sniffed from "
-       "the bytes; the client's file name is ignored. Answers the stored input: pass its "
-       "`name` as a workflow's image param (e.g. `invert`'s `image`). Kept an hour unless a "
-       "job names it; a job keeps it a day. Example: `curl -F image=@photo.png "
-       ".../api/v1/inputs`.",
+       f"`file`), at most {UPLOAD_BODY_LIMIT // (1024 * 1024)} MiB; or JSON `{{\"url\": "
+       "...}` naming one for the balancer to fetch, if the operator allowlisted where from "
+       "(`--input-url-allow`; else 422). The type is sniffed from the bytes; no client file "
+       "name is used. Answers the stored input: pass its `name` as a workflow's image param "
+       "(e.g. `invert`'s `image`). Kept an hour unless a job names it; a job keeps it a day. "
+       "Example: `curl -F image=@photo.png .../api/v1/inputs`.",
        "jobs",
        {201: Reply("Stored", InputView, example={
            "id": "3b0c9f1e2d4a5b6c7d8e9f0a1b2c3d4e",
@@ -128,5 +176,8 @@ OPS = [
            "content_type": "image/png", "size": 48213, "width": 512, "height": 512,
            "sha256": "3b0c9f1e2d4a5b6c7d8e9f0a1b2c3d4e" + "0" * 32,
            "expires_ms": 1_760_003_600_000})},
+       body=Body(InputFromUrl, {"url": {"url": "https://images.example.com/cat.png"}},
+                 "The image as multipart/form-data, or a URL to fetch it from.",
+                 other_media={"multipart/form-data": MULTIPART_UPLOAD}),
        errors=[400, 413, 415, 422, 503]),
 ]  # fmt: skip

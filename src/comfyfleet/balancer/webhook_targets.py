@@ -1,4 +1,5 @@
-"""Where a webhook may go: no server-side request forgery into the fleet's own network.
+"""Where the balancer may connect on a client's behalf (webhooks, input URLs): no
+server-side request forgery into the fleet's own network.
 
 A URL must be http(s), name a host, carry no credentials, and every address its host
 resolves to must be public: private, loopback, link-local, multicast, reserved, shared
@@ -36,24 +37,23 @@ class TargetRefused(ValidationFailed):
     title = "Webhook target refused"
 
 
-def parse_networks(specs: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """`--webhook-allow` values (CIDR or a single address); ConfigError on a bad one."""
+def parse_networks(specs: Iterable[str], flag: str = "--webhook-allow") -> tuple[IPNetwork, ...]:
+    """`flag`'s values (CIDR or a single address); ConfigError on a bad one."""
     out = []
     for spec in specs:
         try:
             out.append(ipaddress.ip_network(spec.strip(), strict=False))
         except ValueError:
-            raise ConfigError(
-                f"--webhook-allow expects a CIDR like 10.0.0.0/8, got {spec!r}"
-            ) from None
+            raise ConfigError(f"{flag} expects a CIDR like 10.0.0.0/8, got {spec!r}") from None
     return tuple(out)
 
 
 class TargetPolicy:
-    """The SSRF rules above, with an allowlist of networks."""
+    """The SSRF rules above, with an allowlist of networks (given with `flag`)."""
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        self.allow = parse_networks(allow)
+    def __init__(self, allow: Iterable[str] = (), flag: str = "--webhook-allow") -> None:
+        self.flag = flag
+        self.allow = parse_networks(allow, flag)
 
     def address_allowed(self, address: IPAddress) -> bool:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -82,18 +82,22 @@ class TargetPolicy:
         address, or does not resolve at all."""
         parts = self.parse(url, field)
         host = parts.hostname or ""
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            addresses = await self._resolve(host, parts.port, field)
+        addresses = await self.addresses(host, parts.port, field)
         refused = sorted({str(a) for a in addresses if not self.address_allowed(a)})
         if refused:
             raise TargetRefused(
                 f"{field} host {host!r} resolves to {', '.join(refused)}: private, loopback, "
-                "link-local, multicast and reserved addresses are refused unless allowlisted "
-                "(--webhook-allow)",
+                f"link-local, multicast and reserved addresses are refused unless allowlisted "
+                f"({self.flag})",
                 field=field,
             )
+
+    async def addresses(self, host: str, port: int | None, field: str) -> list[IPAddress]:
+        """What `host` (a name or an address literal) stands for; TargetRefused if nothing."""
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            return await self._resolve(host, port, field)
 
     async def _resolve(self, host: str, port: int | None, field: str) -> list[IPAddress]:
         loop = asyncio.get_running_loop()
@@ -110,8 +114,9 @@ class GuardedResolver(AbstractResolver):
     """aiohttp's resolver, refusing any host that resolves to a refused address (an IP in
     the URL itself is checked by the caller: aiohttp does not resolve literals)."""
 
-    def __init__(self, policy: TargetPolicy) -> None:
+    def __init__(self, policy: TargetPolicy, what: str = "webhook host") -> None:
         self.policy = policy
+        self.what = what
         self._inner = DefaultResolver()
 
     async def resolve(
@@ -121,7 +126,7 @@ class GuardedResolver(AbstractResolver):
         for result in results:
             if not self.policy.address_allowed(ipaddress.ip_address(result["host"])):
                 # errno + strerror: aiohttp keeps only those when it wraps the error.
-                why = f"webhook host {host!r} resolves to refused address {result['host']}"
+                why = f"{self.what} {host!r} resolves to refused address {result['host']}"
                 raise OSError(errno.EACCES, why)
         return results
 

@@ -65,6 +65,15 @@ def balancer(
             help="Network (CIDR) webhooks may reach although private or loopback; repeatable.",
         ),
     ] = None,
+    input_url_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-url-allow",
+            envvar="BALANCER_INPUT_URL_ALLOW",
+            help="Where input images may be fetched from by URL: a host, *.domain or a "
+            "network (CIDR, may be private); repeatable. Unset: URL inputs are off.",
+        ),
+    ] = None,
     webhook_max_attempts: Annotated[
         int,
         typer.Option(
@@ -87,6 +96,7 @@ def balancer(
     """Run the balancer: public job API, scheduling, reaper (port 7999)."""
     from comfyfleet.balancer.admission import parse_queue_limits
     from comfyfleet.balancer.app import create_app
+    from comfyfleet.balancer.input_urls import input_url_config
     from comfyfleet.balancer.webhooks import webhook_config
     from comfyfleet.cli.serve import run_server
 
@@ -106,6 +116,7 @@ def balancer(
         workflows_dir=workflows_dir,
         queue_limits=opt.build(parse_queue_limits, queue_limit or [], "balancer"),
         webhooks=webhooks,
+        input_urls=opt.build(input_url_config, input_url_allow or [], "balancer"),
     )
     run_server(
         opt.build(create_app, cfg, "balancer"),

@@ -78,12 +78,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Body:
-    """A JSON request body; `examples` name -> value (shown in Swagger's example menu)."""
+    """A JSON request body; `examples` name -> value (shown in Swagger's example menu).
+    `other_media`: media type -> OpenAPI media object, for the other forms the operation
+    takes (e.g. a multipart upload)."""
 
     model: type[BaseModel]
     examples: Mapping[str, Any]
     description: str = ""
     required: bool = True
+    other_media: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ def _operation(op: Op, refs: Mapping[Any, Any]) -> dict[str, Any]:
                 "application/json": {
                     "schema": refs[(op.body.model, "validation")],
                     "examples": {k: {"value": v} for k, v in op.body.examples.items()},
-                }
+                },
+                **{media: dict(obj) for media, obj in op.body.other_media.items()},
             },
         }
     responses: dict[str, Any] = {str(s): _reply(r, refs) for s, r in sorted(op.replies.items())}
