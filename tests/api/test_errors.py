@@ -106,3 +106,17 @@ async def test_request_ids_are_echoed_and_logged(balancer: Role) -> None:
     status, headers, _ = await balancer.call("GET", "/healthz", headers={"X-Request-ID": "x" * 200})
     assert status == 200
     assert len(headers["X-Request-ID"]) == 32
+
+
+async def test_unknown_query_parameters_are_refused_by_name(balancer: Role, node: Role) -> None:
+    problem = await _problem(balancer, "GET", "/api/v1/jobs?wiat=5&status=queued", 400,
+                             "bad-request")  # fmt: skip
+    assert "'wiat'" in str(problem["detail"])
+    assert "status" in str(problem["detail"])  # and says what the operation takes
+    problem = await _problem(node, "GET", "/api/v1/node?verbose=1", 400, "bad-request")
+    assert "takes: none" in str(problem["detail"])
+    status, _, _ = await balancer.call("GET", "/api/v1/jobs?status=queued&limit=5",
+                                       auth=ADMIN_AUTH)  # fmt: skip
+    assert status == 200  # documented parameters pass
+    status, _, _ = await balancer.call("GET", "/openapi.json?x=1", auth=ADMIN_AUTH)
+    assert status == 200  # the docs are not operations: left alone

@@ -36,6 +36,7 @@ from comfyfleet.templates.registry import WorkflowRegistry, publish
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
+from comfyfleet.web.query_guard import query_guard
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,12 @@ async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(cfg: BalancerConfig) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, *auth_middlewares(cfg.server), admission_middleware],
+        middlewares=[
+            problem_middleware,
+            *auth_middlewares(cfg.server),
+            query_guard(openapi_ops.OPERATIONS),
+            admission_middleware,
+        ],
         client_max_size=jobs_api.JSON_BODY_LIMIT,
     )
     app[CONFIG] = cfg

@@ -276,7 +276,7 @@ def _with_workflows(doc: dict[str, Any], templates: list[Template]) -> dict[str,
             "required": ["workflow", "params"] if any_required else ["workflow"],
             "properties": {
                 "workflow": {"const": t.name},
-                "version": {"type": "string", "description": "default: the current version"},
+                "version": schemas["JobRequest"]["properties"]["version"],
                 "params": {"$ref": REF.format(model=f"Params_{t.name}")},
                 **common,
             },

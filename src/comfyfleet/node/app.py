@@ -41,6 +41,7 @@ from comfyfleet.tasks import stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
+from comfyfleet.web.query_guard import query_guard
 
 log = structlog.get_logger(__name__)
 
@@ -150,7 +151,13 @@ async def _recover(store: JobStore, worker: Worker) -> None:
 
 
 def create_app(cfg: NodeConfig) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware, *auth_middlewares(cfg.server)])
+    app = web.Application(
+        middlewares=[
+            problem_middleware,
+            *auth_middlewares(cfg.server),
+            query_guard(openapi_ops.OPERATIONS),
+        ]
+    )
     app[CONFIG] = cfg
     app.cleanup_ctx.append(_node_ctx)
     app.add_routes(api.routes)
