@@ -120,3 +120,11 @@ async def test_unknown_query_parameters_are_refused_by_name(balancer: Role, node
     assert status == 200  # documented parameters pass
     status, _, _ = await balancer.call("GET", "/openapi.json?x=1", auth=ADMIN_AUTH)
     assert status == 200  # the docs are not operations: left alone
+
+
+async def test_no_response_may_be_sniffed(balancer: Role, node: Role) -> None:
+    for role, path, auth in ((balancer, "/api/v1/jobs", ADMIN_AUTH), (balancer, "/healthz", None),
+                             (balancer, "/api/v1/jobs", None), (node, "/nowhere", ADMIN_AUTH),
+                             (node, "/docs", ADMIN_AUTH)):  # fmt: skip
+        _, headers, _ = await role.call("GET", path, auth=auth)
+        assert headers["X-Content-Type-Options"] == "nosniff", path

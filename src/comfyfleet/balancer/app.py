@@ -37,6 +37,7 @@ from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 from comfyfleet.web.query_guard import query_guard
+from comfyfleet.web.responses import add_security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -100,4 +101,5 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(fleet_api.routes)
     app.add_routes(apikeys_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
+    add_security_headers(app)
     return app

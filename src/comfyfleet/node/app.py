@@ -42,6 +42,7 @@ from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 from comfyfleet.web.query_guard import query_guard
+from comfyfleet.web.responses import add_security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -162,4 +163,5 @@ def create_app(cfg: NodeConfig) -> web.Application:
     app.cleanup_ctx.append(_node_ctx)
     app.add_routes(api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet node")
+    add_security_headers(app)
     return app

@@ -323,7 +323,7 @@ def add_docs_routes(app: web.Application, document: DocumentFn, title: str) -> N
             path = swagger_dir() / name
         else:
             raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={**headers, "Cache-Control": "public, max-age=3600"})
+        return web.FileResponse(path, headers={**headers, "Cache-Control": "private, max-age=3600"})
 
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)

@@ -80,3 +80,13 @@ def safe_filename(name: str, fallback: str = "output") -> str:
 def content_disposition(name: str, *, inline: bool = True) -> str:
     """A Content-Disposition value that cannot break out of its quotes or the header."""
     return f'{"inline" if inline else "attachment"}; filename="{safe_filename(name)}"'
+
+
+async def _security_headers(_: web.Request, response: web.StreamResponse) -> None:
+    # Outputs are whatever a ComfyUI node wrote; never let a browser sniff one into HTML.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def add_security_headers(app: web.Application) -> None:
+    """Every response of `app` says `X-Content-Type-Options: nosniff`."""
+    app.on_response_prepare.append(_security_headers)
