@@ -69,9 +69,10 @@ class Page:
         await self.send("Page.navigate", {"url": url})
 
     async def evaluate(self, expression: str) -> Any:
-        result = await self.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True}
-        )
+        """The value of a JS expression in the page (a promise is awaited)."""
+        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        result = await self.send("Runtime.evaluate", params)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
         return result["result"].get("value")
 
     async def close(self) -> None:

@@ -52,8 +52,13 @@ async def _walk(role: Role, key: str) -> None:
         assert headers["Content-Type"] == "application/problem+json", where
         assert "Basic" in headers["WWW-Authenticate"], where
         for bad in (wrong, bearer_header("cfk_" + "0" * 12 + "_" + "A" * 43), "Bearer x"):
-            status, _, _ = await role.call(method, path, auth=bad, **body)
+            status, headers, _ = await role.call(method, path, auth=bad, **body)
             assert status == 401, f"{where} with {bad[:12]}..."
+            # A wrong key is told so the RFC 6750 way, with no Basic challenge that would
+            # pop up a browser's login dialog.
+            challenge = headers["WWW-Authenticate"]
+            assert ("Basic" in challenge) == (bad == wrong), where
+            assert ('error="invalid_token"' in challenge) == (bad != wrong), where
         status, _, _ = await role.call(method, path, auth=ADMIN_AUTH, **body)
         assert status not in (401, 403), where
         status, _, _ = await role.call(method, path, auth=bearer_header(key), **body)

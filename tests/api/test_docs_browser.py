@@ -15,6 +15,27 @@ from tests.support.waiting import until
 RENDER_DEADLINE_S = 60.0
 
 
+# Swagger UI's own request path ("Try it out"): authorize as in the dialog, then execute
+# `listJobs` with the authorized credentials; the status it got back.
+TRY_LIST_JOBS = """
+(async () => {
+  const sys = window.ui.getSystem();
+  sys.authActions.logout(["basicAuth", "bearerAuth"]);
+  sys.authActions.authorize({bearerAuth: {name: "bearerAuth",
+    schema: {type: "http", scheme: "bearer"}, value: KEY}});
+  try {
+    const res = await sys.fn.execute({
+      spec: sys.specSelectors.specJson().toJS(), operationId: "listJobs",
+      contextUrl: window.location.origin + "/openapi.json",
+      securities: {authorized: sys.authSelectors.authorized().toJS()}, parameters: {}});
+    return res.status;
+  } catch (err) {
+    return err.status || String(err);
+  }
+})()
+"""
+
+
 async def _renders(role: Role, tmp_path: Path) -> None:
     status, _, body = await role.call("GET", "/openapi.json", auth=ADMIN_AUTH)
     assert status == 200
@@ -40,6 +61,27 @@ async def _renders(role: Role, tmp_path: Path) -> None:
 
 async def test_balancer_docs_render_offline(balancer: Role, tmp_path: Path) -> None:
     await _renders(balancer, tmp_path)
+
+
+async def test_authorize_with_an_api_key_overrides_the_browsers_login(
+    balancer: Role, tmp_path: Path
+) -> None:
+    status, _, body = await balancer.call(
+        "POST", "/api/v1/apikeys", auth=ADMIN_AUTH, json={"name": "swagger"}
+    )
+    assert status == 201
+    key = json.loads(body)["key"]
+    async with browser_page(tmp_path / "profile", (USER, PASSWORD)) as page:
+        await page.goto(f"{balancer.url}/docs")
+        await until(lambda: page.evaluate("typeof window.ui"), lambda t: t == "object",
+                    timeout_s=RENDER_DEADLINE_S, what="Swagger UI")  # fmt: skip
+        await until(lambda: page.evaluate("!!window.ui.getSystem().specSelectors.specJson().size"),
+                    bool, timeout_s=RENDER_DEADLINE_S, what="the spec")  # fmt: skip
+        # The page was opened with the admin's basic auth; a bearer key authorized in the
+        # dialog must be what the call carries: a wrong key is refused, the right one works.
+        wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+        assert await page.evaluate(TRY_LIST_JOBS.replace("KEY", json.dumps(wrong))) == 401
+        assert await page.evaluate(TRY_LIST_JOBS.replace("KEY", json.dumps(key))) == 200
 
 
 async def test_node_docs_render_offline(node: Role, tmp_path: Path) -> None:

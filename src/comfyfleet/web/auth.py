@@ -35,6 +35,7 @@ from comfyfleet.store.apikeys import ApiKeyStore
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = "comfyfleet"
 CHALLENGE = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
+BEARER_CHALLENGE = f'Bearer realm="{REALM}", error="invalid_token"'
 # Set by each role once its Redis client exists; without it bearer keys are refused.
 API_KEYS = web.AppKey("api_keys", ApiKeyStore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -155,8 +156,12 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
         open_route = is_open(request)
         principal = await self.identify(request)
         if principal is None and not open_route:
+            # A wrong bearer key gets a Bearer challenge only (RFC 6750): a Basic one would
+            # make a browser (e.g. Swagger UI's "Try it out") pop up its login dialog.
+            bearer = parse_bearer(request.headers.get("Authorization")) is not None
             raise web.HTTPUnauthorized(
-                headers={"WWW-Authenticate": CHALLENGE}, text="missing or wrong credentials"
+                headers={"WWW-Authenticate": BEARER_CHALLENGE if bearer else CHALLENGE},
+                text="missing or wrong credentials",
             )
         request[PRINCIPAL] = principal or ANONYMOUS
         return await handler(request)
