@@ -93,6 +93,8 @@ class ServerConfig(_Frozen):
     password: SecretStr | None = None
     # Allow binding beyond loopback without credentials (explicit opt-out).
     insecure: bool = False
+    # Serve Prometheus metrics at /metrics, open to scrapers (counts only, no job data).
+    metrics: bool = False
 
     @property
     def loopback(self) -> bool:

@@ -52,8 +52,9 @@ class Role:
 ADMIN_AUTH = basic_auth_header(USER, PASSWORD)
 
 
-def server(port: int = 0) -> ServerConfig:
-    return ServerConfig(port=port, username=USER, password=SecretStr(PASSWORD))
+def server(port: int = 0, metrics: bool = True) -> ServerConfig:
+    """With credentials, and /metrics on so the route walks and documents cover it."""
+    return ServerConfig(port=port, username=USER, password=SecretStr(PASSWORD), metrics=metrics)
 
 
 @pytest.fixture

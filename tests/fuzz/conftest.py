@@ -65,7 +65,7 @@ class ThreadFleet:
         return self.urls[name]
 
     async def _start(self) -> None:
-        server = ServerConfig(port=0, username=USER, password=SecretStr(PASSWORD))
+        server = ServerConfig(port=0, username=USER, password=SecretStr(PASSWORD), metrics=True)
         comfy = await self._serve("sim", sim_app(SimConfig(port=0, node_ms=0, step_ms=0)))
         cfg = NodeConfig(server=server, redis=self.redis, comfy_url=comfy, node_id="fuzz-node")
         await self._serve("node", node_app(cfg))

@@ -16,6 +16,7 @@ from comfyfleet.balancer import (
     fleet_api,
     inputs_api,
     jobs_api,
+    metrics,
     openapi_ops,
 )
 from comfyfleet.balancer.admission import admission_middleware
@@ -34,6 +35,7 @@ from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
 from comfyfleet.templates.registry import WorkflowRegistry, publish
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 from comfyfleet.web.query_guard import query_guard
@@ -102,4 +104,6 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(apikeys_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     add_security_headers(app)
+    if cfg.server.metrics:
+        add_metrics_route(app, metrics.collect)
     return app

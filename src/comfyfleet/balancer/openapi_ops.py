@@ -40,6 +40,7 @@ from comfyfleet.models.job import JobStatus
 from comfyfleet.models.node import NODE_INFO_EXAMPLE
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKey, NewApiKeyRequest
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, ParamSpec, Template
+from comfyfleet.web.metrics import METRICS_OP, served_only
 from comfyfleet.web.openapi import REF, Body, Op, Param, Reply, build_document
 
 # Every operation that reads Redis may answer 503 while it is unreachable.
@@ -239,7 +240,14 @@ def _apikeys() -> list[Op]:
     ]  # fmt: skip
 
 
-OPERATIONS: list[Op] = [*_jobs(), *_fleet(), *_apikeys(), *events_api.OPS, *inputs_api.OPS]
+OPERATIONS: list[Op] = [
+    METRICS_OP,
+    *_jobs(),
+    *_fleet(),
+    *_apikeys(),
+    *events_api.OPS,
+    *inputs_api.OPS,
+]
 TAGS = {
     "jobs": "Submit, follow, cancel jobs; download outputs",
     "workflows": "Published workflows and their typed params",
@@ -334,5 +342,5 @@ def _base_document() -> dict[str, Any]:
 
 async def document(request: web.Request) -> dict[str, Any]:
     """The balancer's document, with this fleet's workflows and their params."""
-    doc = copy.deepcopy(_base_document())
+    doc = served_only(copy.deepcopy(_base_document()), request.app)
     return _with_workflows(doc, await request.app[WORKFLOWS].list())

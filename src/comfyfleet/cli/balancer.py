@@ -24,6 +24,7 @@ def balancer(
     username: opt.Username = None,
     password: opt.Password = None,
     insecure: opt.Insecure = False,
+    metrics: opt.Metrics = False,
     workflows_dir: Annotated[
         str | None,
         typer.Option(
@@ -108,7 +109,7 @@ def balancer(
         "balancer",
     )
     cfg = BalancerConfig(
-        server=opt.server_config(host, port, username, password, insecure),
+        server=opt.server_config(host, port, username, password, insecure, metrics),
         redis=opt.redis_config(
             redis_url, redis_host, redis_port, redis_password, redis_db, namespace
         ),

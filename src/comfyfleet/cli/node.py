@@ -74,6 +74,7 @@ def node(
     username: opt.Username = None,
     password: opt.Password = None,
     insecure: opt.Insecure = False,
+    metrics: opt.Metrics = False,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
 ) -> None:
@@ -83,7 +84,7 @@ def node(
 
     node_id = node_id or default_node_id(port)
     cfg = NodeConfig(
-        server=opt.server_config(host, port, username, password, insecure),
+        server=opt.server_config(host, port, username, password, insecure, metrics),
         redis=opt.redis_config(
             redis_url, redis_host, redis_port, redis_password, redis_db, namespace
         ),

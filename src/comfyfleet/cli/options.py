@@ -69,7 +69,12 @@ def redis_config(
 
 
 def server_config(
-    host: str, port: int, username: str | None, password: str | None, insecure: bool
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    insecure: bool,
+    metrics: bool = False,
 ) -> ServerConfig:
     return ServerConfig(
         host=host,
@@ -77,6 +82,7 @@ def server_config(
         username=username,
         password=SecretStr(password) if password else None,
         insecure=insecure,
+        metrics=metrics,
     )
 
 
@@ -84,6 +90,14 @@ def log_config(level: str, logdy: str | None) -> LogConfig:
     return LogConfig(level=level, logdy=logdy)
 
 
+Metrics = Annotated[
+    bool,
+    typer.Option(
+        "--metrics",
+        envvar="COMFYFLEET_METRICS",
+        help="Serve Prometheus metrics at /metrics (open to scrapers; counts only).",
+    ),
+]
 Insecure = Annotated[
     bool,
     typer.Option(

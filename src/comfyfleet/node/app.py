@@ -18,7 +18,7 @@ from comfyfleet.clock import SYSTEM_CLOCK
 from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import NodeConfig
 from comfyfleet.models.retry import Backoff
-from comfyfleet.node import api, openapi_ops
+from comfyfleet.node import api, metrics, openapi_ops
 from comfyfleet.node.appkeys import COMFY, CONFIG, STATE, WORKER
 from comfyfleet.node.monitor import (
     beat_once,
@@ -39,6 +39,7 @@ from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
 from comfyfleet.tasks import stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
 from comfyfleet.web.query_guard import query_guard
@@ -164,4 +165,6 @@ def create_app(cfg: NodeConfig) -> web.Application:
     app.add_routes(api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet node")
     add_security_headers(app)
+    if cfg.server.metrics:
+        add_metrics_route(app, metrics.collect)
     return app

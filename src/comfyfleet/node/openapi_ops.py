@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from comfyfleet.models.node import NODE_INFO_EXAMPLE, NodeInfo
+from comfyfleet.web.metrics import METRICS_OP, served_only
 from comfyfleet.web.openapi import Body, Op, Param, Reply, build_document
 from comfyfleet.web.responses import SAFE_NAME_PATTERN
 
@@ -71,6 +72,7 @@ def _comfy(path: str, op_id: str, summary: str, words: str, example: Any,
 
 
 OPERATIONS: list[Op] = [
+    METRICS_OP,
     Op("GET", "/healthz", "healthz", "Liveness", "The process answers. Open.", "health",
        {200: Reply("Alive", HealthView, example={"status": "ok"})}, auth="open"),
     Op("GET", "/readyz", "readyz", "Readiness",
@@ -137,4 +139,4 @@ def _document() -> dict[str, Any]:
 
 
 async def document(request: web.Request) -> dict[str, Any]:
-    return copy.deepcopy(_document())
+    return served_only(copy.deepcopy(_document()), request.app)
