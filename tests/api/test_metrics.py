@@ -42,8 +42,10 @@ async def scrape(role: Role) -> dict[str, float]:
 
 
 async def test_balancer_metrics_follow_the_queue_and_the_nodes(balancer: Role, node: Role) -> None:
-    before = await scrape(balancer)
-    assert before['comfyfleet_nodes{state="ready"}'] >= 1  # the node fixture's node
+    # The node fixture's node, once its heartbeat says ready.
+    before = await until(lambda: scrape(balancer),
+                         lambda m: m['comfyfleet_nodes{state="ready"}'] >= 1,
+                         what="a ready node in the registry")  # fmt: skip
     job = {"workflow": "solid", "params": {"width": 16, "height": 16}, "pool": "metrics"}
     status, _, body = await balancer.call("POST", "/api/v1/jobs", auth=ADMIN_AUTH, json=job)
     assert status == 202, body
