@@ -18,11 +18,12 @@ log = structlog.get_logger(__name__)
 RECANCEL_S = 0.5  # how long a cancelled task may take to end before it is cancelled again
 
 
-async def stop(*tasks: asyncio.Task[object] | None) -> None:
+async def stop(*tasks: asyncio.Task[object] | None, report: bool = True) -> None:
     """Cancel `tasks` (None entries are skipped) and return once all have ended.
 
     Unlike `suppress(CancelledError): await task`, a cancel of the caller itself still
-    propagates. A task that had failed is logged, so its error is not lost."""
+    propagates. A task that had failed is logged, so its error is not lost -- unless not
+    `report`, for helpers whose failure the caller has already dealt with."""
     mine = [t for t in tasks if t is not None]
     for task in mine:
         task.cancel()
@@ -32,5 +33,5 @@ async def stop(*tasks: asyncio.Task[object] | None) -> None:
         for task in pending:
             task.cancel()
     for task in mine:
-        if not task.cancelled() and (error := task.exception()) is not None:
+        if not task.cancelled() and (error := task.exception()) is not None and report:
             log.warning("task_failed", task=task.get_name(), error=repr(error))

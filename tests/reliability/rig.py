@@ -25,6 +25,7 @@ from comfyfleet.sim import SIM_STATE, create_app
 from comfyfleet.sim.faults import Faults
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.results import RedisResultStore
+from comfyfleet.tasks import stop
 from tests.support.waiting import until
 
 NODE_ID = "rig"
@@ -150,11 +151,7 @@ def make_worker(store: JobStore, comfy: ComfyClient, status: NodeStatus) -> Work
 
 async def stop_worker(worker: Worker) -> None:
     """Like kill -9 for the node's work: tasks die without writing anything."""
-    for task in list(worker.tasks.values()):
-        task.cancel()
-    for task in list(worker.tasks.values()):
-        with contextlib.suppress(BaseException):
-            await task
+    await stop(*worker.tasks.values(), report=False)
 
 
 @contextlib.asynccontextmanager

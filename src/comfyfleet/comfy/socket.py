@@ -9,7 +9,6 @@ message sent is the feature flags, so previews carry their prompt_id (binary typ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ from comfyfleet.comfy import events as ev
 from comfyfleet.comfy.errors import ComfyProtocolError
 from comfyfleet.comfy.frames import parse_binary, parse_text
 from comfyfleet.comfy.options import ComfyOptions
+from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
 
@@ -71,10 +71,7 @@ class ComfySocket:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(task)
         self.connected.clear()
 
     async def drop(self) -> None:

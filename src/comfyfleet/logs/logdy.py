@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 import structlog
 
+from comfyfleet.tasks import stop
+
 # Logdy splits its socket input with Go's bufio.Scanner, whose default token cap is 64 KiB;
 # a longer line would stall its reader. 1 KiB of headroom below that, newline included.
 MAX_LINE_BYTES = 63 * 1024
@@ -190,9 +192,7 @@ class LogdySink:
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         finally:
             self._task = None
 

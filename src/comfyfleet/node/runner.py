@@ -43,6 +43,7 @@ from comfyfleet.node.worker import JobControl
 from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.results import RedisResultStore
+from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -163,11 +164,9 @@ class ComfyRunner:
                     return task.result()
             return None
         finally:
-            for task in (waiter, stopper, forward):
-                task.cancel()
-            for task in (waiter, stopper, forward):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Not `suppress(CancelledError): await task`, which would also swallow a cancel
+            # of this runner; the helpers' own errors were handled above or do not matter.
+            await stop(waiter, stopper, forward, report=False)
 
     async def _stop_when_told(
         self, job: Job, prompt_id: str, control: JobControl

@@ -171,14 +171,8 @@ class Worker:
         try:
             await asyncio.wait(waits, timeout=IDLE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in waits:
-                task.cancel()
-            # asyncio.wait, not `await task` under suppress(CancelledError): that would also
-            # swallow a cancellation of this coroutine and hang the node's shutdown.
-            await asyncio.wait(waits)
-            for task in waits:
-                if not task.cancelled():
-                    task.exception()  # retrieved: a Redis error here only ends the idle wait
+            # A Redis error in a helper only ends the idle wait: nothing to report.
+            await stop(*waits, report=False)
 
     async def drain(self, grace_s: float) -> None:
         """Stop claiming; let held jobs finish for `grace_s`, then hand the rest back."""
