@@ -104,18 +104,15 @@ class InputUrlPolicy:
             parts = self.targets.parse(url, FIELD)
             host = parts.hostname or ""
             addresses = await self.targets.addresses(host, parts.port, FIELD)
+            in_networks = all(any(a in n for n in self.targets.allow) for a in addresses)
+            if not (in_networks or self.host_listed(host)):
+                raise InputUrlRefused(
+                    f"{FIELD} host {host!r} is not allowlisted ({FLAG})", field=FIELD
+                )
+            # A listed host is still held to the webhook rules: public addresses only.
+            self.targets.refuse_unless_allowed(host, addresses, FIELD)
         except TargetRefused as exc:
             raise InputUrlRefused(exc.detail, field=FIELD) from None
-        in_networks = all(any(a in n for n in self.targets.allow) for a in addresses)
-        if not (in_networks or self.host_listed(host)):
-            raise InputUrlRefused(f"{FIELD} host {host!r} is not allowlisted ({FLAG})", field=FIELD)
-        refused = sorted({str(a) for a in addresses if not self.targets.address_allowed(a)})
-        if refused:
-            raise InputUrlRefused(
-                f"{FIELD} host {host!r} resolves to {', '.join(refused)}: private, loopback "
-                f"and reserved addresses are refused unless a network in {FLAG} holds them",
-                field=FIELD,
-            )
 
 
 def input_url_config(allow: Iterable[str]) -> InputUrlConfig:

@@ -82,7 +82,10 @@ class TargetPolicy:
         address, or does not resolve at all."""
         parts = self.parse(url, field)
         host = parts.hostname or ""
-        addresses = await self.addresses(host, parts.port, field)
+        self.refuse_unless_allowed(host, await self.addresses(host, parts.port, field), field)
+
+    def refuse_unless_allowed(self, host: str, addresses: list[IPAddress], field: str) -> None:
+        """TargetRefused naming every address of `host` the rules refuse, if any."""
         refused = sorted({str(a) for a in addresses if not self.address_allowed(a)})
         if refused:
             raise TargetRefused(
