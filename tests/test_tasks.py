@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 
 
 async def _swallows_first_cancel(ended: asyncio.Event) -> None:
@@ -49,3 +49,14 @@ async def test_cancelling_the_caller_still_cancels_it() -> None:
         await caller
     stubborn.cancel()
     await asyncio.wait([stubborn])
+
+
+async def test_doubling_waits_double_up_to_the_cap_and_reset() -> None:
+    backoff = Doubling(0.001, 0.004)
+    seen = []
+    for _ in range(4):
+        seen.append(backoff.delay)
+        await backoff.sleep()
+    assert seen == [0.001, 0.002, 0.004, 0.004]
+    backoff.reset()
+    assert backoff.delay == 0.001

@@ -1,4 +1,4 @@
-"""Stopping background tasks so that they really stop.
+"""Background tasks: stopping them so that they really stop, and pacing their retries.
 
 A cancel can be lost on Python 3.11: `asyncio.wait_for` returns the awaited result instead
 of raising when the cancel lands in the same loop step as that result (python/cpython#86296,
@@ -35,3 +35,20 @@ async def stop(*tasks: asyncio.Task[object] | None, report: bool = True) -> None
     for task in mine:
         if not task.cancelled() and (error := task.exception()) is not None and report:
             log.warning("task_failed", task=task.get_name(), error=repr(error))
+
+
+class Doubling:
+    """The wait between tries of something that keeps failing (e.g. Redis is down): `first`
+    seconds, doubled after each failure up to `cap`; back to `first` after a success."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first, self.cap = first, cap
+        self.delay = first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    async def sleep(self) -> None:
+        """Wait the current delay (say it in logs before calling), then double it."""
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)

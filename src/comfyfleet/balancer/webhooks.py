@@ -47,7 +47,7 @@ from comfyfleet.models.job import Job, JobStatus
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 from comfyfleet.web.responses import dumps
 
 log = structlog.get_logger(__name__)
@@ -199,30 +199,27 @@ class Dispatcher:
         """Rounds until cancelled: at once after a busy round, else after `poll_ms`."""
         if self.cfg.url:
             await self._retrying(self.store.set_fleet_wide)
-        first, cap = ERROR_BACKOFF_S
-        delay = first
+        backoff = Doubling(*ERROR_BACKOFF_S)
         while True:
             try:
                 busy = await self.run_once()
-                delay = first
+                backoff.reset()
             except ComfyfleetError as exc:
-                log.warning("webhook_round_failed", error=exc.detail, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, cap)
+                log.warning("webhook_round_failed", error=exc.detail, retry_in_s=backoff.delay)
+                await backoff.sleep()
                 continue
             if not busy:
                 await asyncio.sleep(self.cfg.poll_ms / 1000)
 
     async def _retrying(self, step: Any) -> None:
-        first, cap = ERROR_BACKOFF_S
+        backoff = Doubling(*ERROR_BACKOFF_S)
         while True:
             try:
                 await step()
                 return
             except ComfyfleetError as exc:
-                log.warning("webhook_setup_failed", error=exc.detail, retry_in_s=first)
-                await asyncio.sleep(first)
-                first = min(first * 2, cap)
+                log.warning("webhook_setup_failed", error=exc.detail, retry_in_s=backoff.delay)
+                await backoff.sleep()
 
     async def run_once(self) -> int:
         """One round; returns how much it did (0: idle)."""

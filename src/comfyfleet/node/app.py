@@ -37,7 +37,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
@@ -123,17 +123,15 @@ async def _recover_then_claim(
     """Beat once (so no reaper takes this node for lost while it recovers), adopt what the
     previous life held, then heartbeat and claim. Retried with backoff while Redis is down,
     so a node can start before its Redis does."""
-    first, cap = RECOVER_BACKOFF_S
-    delay = first
+    backoff = Doubling(*RECOVER_BACKOFF_S)
     while True:
         try:
             await beat_once(registry, store, status, worker)
             await _recover(store, worker)
             break
         except Exception as exc:  # Redis unreachable: try again
-            log.warning("node_recovery_failed", error=repr(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, cap)
+            log.warning("node_recovery_failed", error=repr(exc), retry_in_s=backoff.delay)
+            await backoff.sleep()
     beats = _spawn(heartbeat_loop(registry, store, status, worker), "heartbeat")
     try:
         await worker.run()

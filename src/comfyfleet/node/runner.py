@@ -43,7 +43,7 @@ from comfyfleet.node.worker import JobControl
 from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.results import RedisResultStore
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -299,8 +299,7 @@ class ComfyRunner:
 async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
     """Run `step`, again with backoff after each StoreError (Redis unreachable), for up to
     WRITE_PATIENCE_S s; then the last StoreError is raised."""
-    first, cap = WRITE_BACKOFF_S
-    delay = first
+    backoff = Doubling(*WRITE_BACKOFF_S)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WRITE_PATIENCE_S
     while True:
@@ -309,6 +308,5 @@ async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
         except StoreError as exc:
             if loop.time() >= deadline:
                 raise
-            log.warning("store_write_retry", error=exc.detail, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, cap)
+            log.warning("store_write_retry", error=exc.detail, retry_in_s=backoff.delay)
+            await backoff.sleep()

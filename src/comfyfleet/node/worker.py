@@ -17,7 +17,7 @@ import structlog
 from comfyfleet.models.job import DEFAULT_POOL, Job
 from comfyfleet.node.leases import LeaseKeeper
 from comfyfleet.store.jobs import JobStore
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 
 log = structlog.get_logger(__name__)
 
@@ -145,18 +145,16 @@ class Worker:
     async def run(self) -> None:
         """Claim forever; returns only when cancelled. While Redis fails, back off
         (doubling, capped) and carry on when it answers again."""
-        first, cap = CLAIM_BACKOFF_S
-        delay = first
+        backoff = Doubling(*CLAIM_BACKOFF_S)
         while True:
             try:
                 claimed = await self.run_once()
-                delay = first
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down or restarting
-                log.warning("claim_failed", error=repr(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, cap)
+                log.warning("claim_failed", error=repr(exc), retry_in_s=backoff.delay)
+                await backoff.sleep()
                 continue
             if claimed and self.free:
                 continue

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from comfyfleet.errors import NotFound
 from comfyfleet.store.connect import SOCKET_TIMEOUT_S
 from comfyfleet.store.keys import Keys
-from comfyfleet.tasks import stop
+from comfyfleet.tasks import Doubling, stop
 
 log = structlog.get_logger(__name__)
 
@@ -152,8 +152,7 @@ class WakeListener:
         self._task = None
 
     async def _run(self) -> None:
-        backoff, cap = RESUBSCRIBE_BACKOFF_S
-        delay, first = backoff, True
+        backoff, first = Doubling(*RESUBSCRIBE_BACKOFF_S), True
         while True:
             pubsub = self.redis.pubsub()
             try:
@@ -164,7 +163,7 @@ class WakeListener:
                         continue
                     if msg["type"] == "subscribe":
                         self._subscribed.set()
-                        delay = backoff
+                        backoff.reset()
                         if not first:
                             # Hints may have been lost while we were away: look once.
                             self._hint.set()
@@ -173,9 +172,8 @@ class WakeListener:
                         self._hint.set()
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
-                log.warning("wake_subscription_lost", error=repr(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, cap)
+                log.warning("wake_subscription_lost", error=repr(exc), retry_in_s=backoff.delay)
+                await backoff.sleep()
             finally:
                 # PubSub.aclose is untyped in redis-py; give it its (known) type.
                 close: Callable[[], Awaitable[None]] = pubsub.aclose
