@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from comfyfleet.tasks import stop
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 CHROMIUM = next((p for p in map(shutil.which, BROWSERS) if p), None)
 _LISTENING = re.compile(rb"DevTools listening on (ws://\S+)")
@@ -76,8 +78,11 @@ class Page:
         return result["result"].get("value")
 
     async def close(self) -> None:
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
+        """Stop reading; a reader that failed (e.g. DevTools refused a call nobody awaited)
+        fails the test here rather than going unseen."""
+        await stop(self._reader, report=False)
+        if not self._reader.cancelled() and (error := self._reader.exception()) is not None:
+            raise error
 
     async def _read(self) -> None:
         async for frame in self._ws:
@@ -122,6 +127,7 @@ async def browser_page(profile: Path, credentials: tuple[str, str]) -> AsyncIter
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
+    drain: asyncio.Task[bytes] | None = None
     try:
         seen = b""
         async with asyncio.timeout(60):
@@ -145,5 +151,5 @@ async def browser_page(profile: Path, credentials: tuple[str, str]) -> AsyncIter
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-        if "drain" in locals():
+        if drain is not None:
             await drain
