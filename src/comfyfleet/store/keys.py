@@ -53,6 +53,9 @@ key                        type   TTL             written by
 {ns}:webhooks:dead         ZSET   -               store/webhooks.py (score ms given up)
 {ns}:webhooks:following    ZSET   -               store/webhooks.py (score next look ms): jobs
                                                   whose progress is forwarded to their webhook
+{ns}:leader:<name>         STRING lease TTL       store/leader.py: the holder's token
+                                                  "<epoch>:<holder>" of a singleton's lease
+{ns}:leader:<name>:epoch   STRING -               store/leader.py: INCR per acquisition (fencing)
 """
 
 from __future__ import annotations
@@ -202,3 +205,9 @@ class Keys:
     @property
     def webhook_following(self) -> str:
         return f"{self.prefix}:webhooks:following"
+
+    def leader(self, name: str) -> str:
+        return f"{self.prefix}:leader:{name}"
+
+    def leader_epoch(self, name: str) -> str:
+        return f"{self.prefix}:leader:{name}:epoch"
