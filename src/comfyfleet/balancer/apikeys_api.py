@@ -25,7 +25,7 @@ _KEY_ID = re.compile(KEY_ID_PATTERN)
 async def create_key(request: web.Request) -> web.Response:
     require_admin(request)
     body = NewApiKeyRequest.model_validate(await read_json(request))
-    created = await request.app[API_KEYS].create(body.name)
+    created = await request.app[API_KEYS].create(body.name, body.scopes)
     log.info("apikey_created", key_id=created.id, name=created.name)  # never the key
     return json_response(created, status=201, headers={"Cache-Control": "no-store"})
 

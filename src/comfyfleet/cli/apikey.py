@@ -16,7 +16,7 @@ from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
 from comfyfleet.config import RedisConfig
 from comfyfleet.errors import ComfyfleetError
-from comfyfleet.store.apikeys import ApiKeyStore, NewApiKeyRequest
+from comfyfleet.store.apikeys import SCOPES, ApiKeyStore, NewApiKeyRequest
 from comfyfleet.store.connect import connect
 from comfyfleet.store.keys import Keys
 
@@ -49,17 +49,31 @@ def _when(ms: int | None) -> str:
 @apikey_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="What the key is for (shown in listings).")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            envvar="APIKEY_SCOPE",
+            help="Grant more than running jobs: 'workflows' (publish, roll back, retire).",
+        ),
+    ] = None,
     redis_url: opt.RedisUrl = None,
     namespace: opt.Namespace = "comfyfleet",
 ) -> None:
     """Create a key and print it (once: only its hash is kept)."""
+    scopes = list(scope or [])
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown scope {unknown[0]!r}; one of {', '.join(SCOPES)}")
     try:
         NewApiKeyRequest(name=name)
     except ValidationError:
         raise typer.BadParameter("use 1 to 64 of A-Z a-z 0-9 _ . : @ / - and space") from None
     cfg = opt.redis_config(redis_url, None, None, None, None, namespace)
-    created = _run(cfg, lambda store: store.create(name))
+    created = _run(cfg, lambda store: store.create(name, [s for s in SCOPES if s in scopes]))
     typer.echo(f"id    {created.id}\nname  {created.name}", err=True)
+    if created.scopes:
+        typer.echo(f"scope {', '.join(created.scopes)}", err=True)
     typer.echo("key (shown once; send it as 'Authorization: Bearer <key>'):", err=True)
     typer.echo(created.key)
 
@@ -72,6 +86,7 @@ def list_keys(redis_url: opt.RedisUrl = None, namespace: opt.Namespace = "comfyf
         typer.echo(
             f"{info.id}  {info.name:<24}  created {_when(info.created_ms)}"
             f"  last used {_when(info.last_used_ms)}"
+            + (f"  scopes {','.join(info.scopes)}" if info.scopes else "")
         )
 
 

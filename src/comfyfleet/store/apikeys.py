@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
@@ -30,6 +31,10 @@ KEY_NAME_PATTERN = r"^[A-Za-z0-9_ .:@/-]{1,64}$"
 # per request, and "last used" stays true to the minute.
 TOUCH_EVERY_MS = 60_000
 SECRET_BYTES = 32
+# What a key may do beyond running jobs. "workflows": publish, roll back and retire
+# workflows (otherwise the admin's alone).
+Scope = Literal["workflows"]
+SCOPES: tuple[Scope, ...] = ("workflows",)
 _KEY_RE = re.compile(r"^cfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _LUA = Path(__file__).parent / "lua"
 
@@ -42,6 +47,7 @@ class ApiKeyInfo(BaseModel):
     name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-pipeline"])
     created_ms: int
     last_used_ms: int | None = None
+    scopes: list[Scope] = Field(default_factory=list, description="granted beyond running jobs")
 
 
 class NewApiKey(ApiKeyInfo):
@@ -53,6 +59,11 @@ class NewApiKey(ApiKeyInfo):
 
 class NewApiKeyRequest(BaseModel):
     name: str = Field(pattern=KEY_NAME_PATTERN, description="what the key is for")
+    scopes: list[Scope] = Field(
+        default_factory=list,
+        max_length=len(SCOPES),
+        description='"workflows": may publish, roll back and retire workflows',
+    )
 
 
 class ApiKeyList(BaseModel):
@@ -84,14 +95,15 @@ class ApiKeyStore:
         self._touched: dict[str, int] = {}
 
     @guarded
-    async def create(self, name: str) -> NewApiKey:
+    async def create(self, name: str, scopes: Sequence[Scope] = ()) -> NewApiKey:
         now = self.clock.now_ms()
+        granted = sorted(set(scopes))
         for _ in range(5):
             key_id = secrets.token_hex(6)
             key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
-            args: list[str | int] = [key_id, name, digest(key), now]
+            args: list[str | int] = [key_id, name, digest(key), now, ",".join(granted)]
             if await self._create(keys=[self.keys.apikey(key_id), self.keys.apikeys], args=args):
-                return NewApiKey(id=key_id, name=name, created_ms=now, key=key)
+                return NewApiKey(id=key_id, name=name, created_ms=now, key=key, scopes=granted)
         raise StoreError("could not draw a free API key id")  # 5 collisions of 48 random bits
 
     @guarded
@@ -139,4 +151,5 @@ def _info(key_id: str, fields: dict[str, str]) -> ApiKeyInfo:
         name=fields.get("name", ""),
         created_ms=int(fields.get("created_ms") or 0),
         last_used_ms=int(last) if last else None,
+        scopes=[s for s in SCOPES if s in fields.get("scopes", "").split(",")],
     )

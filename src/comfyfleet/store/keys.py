@@ -28,14 +28,20 @@ key                        type   TTL             written by
                                                   over a job that avoids the claiming node
 {ns}:lost                  ZSET   -               reap_node (score ms marked lost); heartbeat
                                                   and the reaper's forget remove
-{ns}:workflow:<name>       HASH   -               publish: version -> template JSON, "current"
-{ns}:workflows             HASH   -               publish: name -> current version
+{ns}:workflow:<name>       HASH   -               templates/lua publish/rollback/retire: version
+                                                  -> template JSON, "current" -> the active
+                                                  version, "seeded" -> the version a balancer
+                                                  last published from its folders
+{ns}:workflow:<name>:log   LIST   -               the same scripts: one JSON entry per publish,
+                                                  rollback or retire (newest last, capped)
+{ns}:workflows             HASH   -               the same scripts: name -> active version
 {ns}:result:<job>:<index>  STRING result TTL      node: output bytes
 {ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
                                                   succeeded, failed, cancelled, retried,
                                                   expired, released, stale)
 {ns}:apikey:<id>           HASH   -               store/apikeys.py: name, sha256 of the key,
-                                                  created_ms, last_used_ms; revoke deletes it
+                                                  created_ms, last_used_ms, scopes; revoke
+                                                  deletes it
 {ns}:apikeys               ZSET   -               store/apikeys.py (score created ms): listing
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
@@ -151,6 +157,9 @@ class Keys:
 
     def workflow(self, name: str) -> str:
         return f"{self.prefix}:workflow:{name}"
+
+    def workflow_log(self, name: str) -> str:
+        return f"{self.prefix}:workflow:{name}:log"
 
     @property
     def workflows(self) -> str:

@@ -48,6 +48,13 @@ class Principal:
 
     kind: Literal["admin", "apikey", "anonymous"]
     key_id: str | None = None
+    # What an API key was granted beyond running jobs (store/apikeys.py SCOPES).
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        """Who did it, for records such as a workflow version's author."""
+        return f"apikey:{self.key_id}" if self.kind == "apikey" else self.kind
 
 
 ADMIN = Principal("admin")
@@ -77,6 +84,13 @@ def require_admin(request: web.Request) -> None:
     """Refuse (403) callers that are not the admin, e.g. to manage API keys."""
     if principal_of(request).kind != "admin":
         raise Forbidden("only the admin (basic auth) may do this; API keys may not")
+
+
+def require_scope(request: web.Request, scope: str) -> None:
+    """Refuse (403) callers that are neither the admin nor an API key granted `scope`."""
+    principal = principal_of(request)
+    if principal.kind != "admin" and scope not in principal.scopes:
+        raise Forbidden(f"only the admin or an API key granted {scope!r} may do this")
 
 
 def _same(a: str, b: str) -> bool:
@@ -147,7 +161,9 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
         if token is None or store is None:
             return None
         info = await store.verify(token)
-        return Principal("apikey", info.id) if info is not None else None
+        if info is None:
+            return None
+        return Principal("apikey", info.id, frozenset(info.scopes))
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # CORS preflights carry no credentials by design; the router answers them.

@@ -45,7 +45,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key `cfk_...` from `comfyfleet apikey create` or "
-        "POST /api/v1/apikeys. May do everything but manage API keys.",
+        "POST /api/v1/apikeys. May do everything but manage API keys, and change workflows "
+        "only when granted the `workflows` scope.",
     },
 }
 ANY_AUTH: list[dict[str, list[str]]] = [{"basicAuth": []}, {"bearerAuth": []}]
