@@ -8,7 +8,7 @@ from pathlib import Path
 import typer.main
 
 from comfyfleet.cli import app
-from comfyfleet.cli.reference import render
+from comfyfleet.cli.reference import leaves, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_every_option_has_an_env_var_twin() -> None:
     command = typer.main.get_command(app)
     missing = [
         f"{name} {param.opts[0]}"
-        for name, sub in getattr(command, "commands", {}).items()
+        for name, sub in leaves(getattr(command, "commands", {}))
         for param in sub.params
         if param.opts and param.opts[0].startswith("--") and param.name != "help"
         if not getattr(param, "envvar", None)

@@ -13,7 +13,8 @@ from comfyfleet.config import RedisConfig
 from comfyfleet.errors import UnknownWorkflow
 from comfyfleet.store.keys import Keys
 from comfyfleet.templates.loader import load_folder
-from comfyfleet.templates.registry import WorkflowRegistry, publish
+from comfyfleet.templates.publishing import publish
+from comfyfleet.templates.registry import WorkflowRegistry
 from comfyfleet.templates.render import render, resolve_params, validate_params
 from tests.templates.conftest import read_json, write_json
 

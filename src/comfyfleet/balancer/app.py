@@ -18,9 +18,10 @@ from comfyfleet.balancer import (
     jobs_api,
     metrics,
     openapi_ops,
+    workflows_api,
 )
 from comfyfleet.balancer.admission import admission_middleware
-from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, REDIS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, PUBLISHER, REDIS, RESULTS, WORKFLOWS
 from comfyfleet.balancer.reaper import Reaper
 from comfyfleet.balancer.webhooks import webhooks_ctx
 from comfyfleet.config import BalancerConfig
@@ -33,7 +34,8 @@ from comfyfleet.store.results import RedisResultStore
 from comfyfleet.tasks import stop
 from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
-from comfyfleet.templates.registry import WorkflowRegistry, publish
+from comfyfleet.templates.publishing import WorkflowPublisher
+from comfyfleet.templates.registry import WorkflowRegistry
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
@@ -53,6 +55,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[NODES] = NodeRegistry(redis, keys)
     app[RESULTS] = RedisResultStore(redis, keys)
     app[WORKFLOWS] = WorkflowRegistry(redis, keys)
+    app[PUBLISHER] = WorkflowPublisher(redis, keys)
     app[API_KEYS] = ApiKeyStore(redis, keys)
     yield
     await app[JOBS].close()  # its wake-up listener, if anything subscribed
@@ -60,7 +63,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the workflow folders once and publish them, so every role reads one version."""
+    """Load the workflow folders once and seed the registry with them (a version the folders
+    held at an earlier start is not made active again: see `WorkflowPublisher.seed`)."""
     cfg = app[CONFIG]
     folders = [builtin_folder()]
     if cfg.workflows_dir:
@@ -68,7 +72,7 @@ async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
     loaded = load_folders(folders)
     for warning in loaded.warnings:
         log.warning("workflow_warning", detail=warning)
-    published = await publish(app[REDIS], Keys(cfg.redis.namespace), list(loaded))
+    published = await app[PUBLISHER].seed(list(loaded))
     log.info(
         "workflows_published",
         workflows={p.name: p.version for p in published},
@@ -101,6 +105,7 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(events_api.routes)
     app.add_routes(inputs_api.routes)
     app.add_routes(fleet_api.routes)
+    app.add_routes(workflows_api.routes)
     app.add_routes(apikeys_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     add_security_headers(app)

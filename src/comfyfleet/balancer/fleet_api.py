@@ -17,6 +17,7 @@ from comfyfleet.balancer.schemas import (
 )
 from comfyfleet.errors import NotFound
 from comfyfleet.models.node import NodeState
+from comfyfleet.templates.registry import index_etag
 from comfyfleet.web.responses import json_response
 
 routes = web.RouteTableDef()
@@ -24,9 +25,15 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/workflows")
 async def list_workflows(request: web.Request) -> web.Response:
-    templates = await request.app[WORKFLOWS].list()
+    # The ETag names the set of active versions: watchers (e.g. `comfyfleet mcp`) poll with
+    # If-None-Match and get a bodiless 304 until something is published or rolled back.
+    index = await request.app[WORKFLOWS].index()
+    etag = index_etag(index)
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    templates = await request.app[WORKFLOWS].list(index)
     summaries = [WorkflowSummary.model_validate(t.summary()) for t in templates]
-    return json_response(WorkflowList(workflows=summaries))
+    return json_response(WorkflowList(workflows=summaries), headers={"ETag": etag})
 
 
 @routes.get("/api/v1/workflows/{name}")

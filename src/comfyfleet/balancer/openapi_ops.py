@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.balancer import events_api, inputs_api
+from comfyfleet.balancer import events_api, inputs_api, workflows_api
 from comfyfleet.balancer.appkeys import WORKFLOWS
 from comfyfleet.balancer.schemas import (
     JOB_ID_PATTERN,
@@ -174,9 +174,16 @@ def _fleet() -> list[Op]:
     drain_words = "The node finishes what it holds and claims nothing more, until resumed."
     return [
         Op("GET", "/api/v1/workflows", "listWorkflows", "List workflows",
-           "Every published workflow at its current version, with its params.", "workflows",
+           "Every published workflow at its active version, with its params. The `ETag` "
+           "changes with every publish, rollback or retire: send it back as `If-None-Match` "
+           "to get a bodiless 304 while nothing changed.", "workflows",
            {200: Reply("The workflows", WorkflowList,
-                       example={"workflows": [WORKFLOW_EXAMPLE]})}, errors=[STORE]),
+                       example={"workflows": [WORKFLOW_EXAMPLE]},
+                       headers={"ETag": "names the set of active versions"}),
+            304: Reply("Nothing changed since the ETag sent", headers={"ETag": "the same"})},
+           params=[Param("If-None-Match", "header", {"type": "string"},
+                         "an earlier answer's ETag", example='"5d41402abc4b2a76"')],
+           errors=[STORE]),
         Op("GET", "/api/v1/workflows/{name}", "getWorkflow", "Get a workflow",
            "A workflow's params, their JSON Schema, and its graphs (API and UI format).",
            "workflows",
@@ -247,6 +254,7 @@ OPERATIONS: list[Op] = [
     *_apikeys(),
     *events_api.OPS,
     *inputs_api.OPS,
+    *workflows_api.OPS,
 ]
 TAGS = {
     "jobs": "Submit, follow, cancel jobs; download outputs",

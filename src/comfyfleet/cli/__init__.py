@@ -11,6 +11,7 @@ from comfyfleet.cli import (  # noqa: F401  (registration)
     submit,
     up,
     version,
+    workflow,
 )
 from comfyfleet.cli.app import app
 

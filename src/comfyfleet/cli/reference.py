@@ -18,6 +18,15 @@ def _cell(value: Any) -> str:
     return f"`{value}`"
 
 
+def leaves(commands: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(full name, command) of every command, groups' sub-commands included, sorted."""
+    out: list[tuple[str, Any]] = []
+    for name, sub in sorted(commands.items()):
+        nested = getattr(sub, "commands", None)
+        out += leaves(nested, f"{prefix}{name} ") if nested else [(f"{prefix}{name}", sub)]
+    return out
+
+
 def render() -> str:
     command = typer.main.get_command(app)
     commands: dict[str, Any] = getattr(command, "commands", {})
@@ -28,7 +37,7 @@ def render() -> str:
         "Every option can also be set through the environment variable(s) beside it.",
         "",
     ]
-    for name, sub in sorted(commands.items()):
+    for name, sub in leaves(commands):
         lines += [f"## `comfyfleet {name}`", "", (sub.help or "").strip().split("\n")[0], ""]
         params = [p for p in sub.params if p.name != "help"]
         if not params:

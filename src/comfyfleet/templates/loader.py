@@ -81,18 +81,52 @@ def load_folder(folder: Path) -> Loaded:
 def load_template(api_path: Path) -> tuple[Template, list[str]]:
     """One workflow from its API file (and the params and UI files sharing its prefix)."""
     name = api_path.name.removesuffix(API_SUFFIX)
-    if not re.match(WORKFLOW_NAME_PATTERN, name):
-        raise WorkflowError(
-            f"{api_path.name}: workflow name {name!r} must match {WORKFLOW_NAME_PATTERN}",
-            file=api_path.name,
-        )
     graph = _read_object(api_path)
-    _check_graph(api_path.name, graph)
     params_path = api_path.with_name(name + PARAMS_SUFFIX)
     declaration = _read_object(params_path) if params_path.exists() else {}
-    description, params = _parse_declaration(params_path.name, declaration)
-    _check_bindings(params_path.name, api_path.name, graph, params)
-    ui, warnings = _read_ui(api_path.with_name(name + UI_SUFFIX), api_path.name, graph)
+    ui_path = api_path.with_name(name + UI_SUFFIX)
+    if not ui_path.exists():
+        ui, warnings = (
+            None,
+            [f"{ui_path.name}: no UI file beside {api_path.name}; the UI cannot open it"],
+        )
+    else:
+        try:
+            ui, warnings = _read_object(ui_path), []
+        except WorkflowError as exc:
+            ui, warnings = None, [f"{exc.detail} (UI file ignored)"]
+    files = Files(api_path.name, params_path.name, ui_path.name)
+    template, more = build_template(name, graph, declaration, ui, files)
+    return template, warnings + more
+
+
+@dataclass(frozen=True)
+class Files:
+    """What to call the three parts of a workflow in errors: file names, or body fields."""
+
+    api: str
+    params: str
+    ui: str
+
+
+def build_template(
+    name: str,
+    graph: dict[str, Any],
+    declaration: dict[str, Any],
+    ui: dict[str, Any] | None,
+    files: Files,
+) -> tuple[Template, list[str]]:
+    """Check and assemble a template from its parts; WorkflowError naming the part and node.
+    The warnings are about the UI graph only (the API graph alone is enough to run)."""
+    if not re.match(WORKFLOW_NAME_PATTERN, name):
+        raise WorkflowError(
+            f"{files.api}: workflow name {name!r} must match {WORKFLOW_NAME_PATTERN}",
+            file=files.api,
+        )
+    check_graph(files.api, graph)
+    description, params = _parse_declaration(files.params, declaration)
+    _check_bindings(files.params, files.api, graph, params)
+    warnings = _check_ui(ui, files, graph) if ui is not None else []
     template = Template(
         name=name,
         version=content_version(graph, declaration),
@@ -117,7 +151,8 @@ def _read_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_graph(file: str, graph: dict[str, Any]) -> None:
+def check_graph(file: str, graph: dict[str, Any]) -> None:
+    """WorkflowError naming `file` and the node unless `graph` is a well-formed API graph."""
     if not graph:
         raise WorkflowError(f"{file}: the graph has no nodes", file=file)
     for node_id, node in graph.items():
@@ -226,29 +261,19 @@ def _check_bindings(
                 )
 
 
-def _read_ui(
-    ui_path: Path, api_file: str, graph: dict[str, Any]
-) -> tuple[dict[str, Any] | None, list[str]]:
-    if not ui_path.exists():
-        return None, [f"{ui_path.name}: no UI file beside {api_file}; the UI cannot open it"]
-    try:
-        ui = _read_object(ui_path)
-    except WorkflowError as exc:
-        return None, [f"{exc.detail} (UI file ignored)"]
+def _check_ui(ui: dict[str, Any], files: Files, graph: dict[str, Any]) -> list[str]:
     nodes = ui.get("nodes")
     if not isinstance(nodes, list):
-        return ui, [f"{ui_path.name}: no 'nodes' list; it does not look like a UI workflow"]
+        return [f"{files.ui}: no 'nodes' list; it does not look like a UI workflow"]
     ui_types = {
         str(n.get("id")): n.get("type")
         for n in nodes
         if isinstance(n, dict) and n.get("type") not in UI_ONLY_TYPES
     }
-    warnings = []
     for node_id, node in graph.items():
         if ui_types.get(node_id) != node["class_type"]:
-            warnings.append(
-                f"{ui_path.name}: does not match {api_file} at node {node_id!r} "
+            return [
+                f"{files.ui}: does not match {files.api} at node {node_id!r} "
                 f"({node['class_type']}); re-export both from the same workflow"
-            )
-            break
-    return ui, warnings
+            ]
+    return []

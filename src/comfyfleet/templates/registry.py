@@ -1,52 +1,31 @@
-"""Templates in Redis: publish once at start-up, read on every request without the disk.
+"""Reading templates from Redis on every request, without the disk.
 
 Each workflow is one hash (`keys.workflow(name)`): version -> template JSON, plus "current"
--> version; `keys.workflows` maps name -> current version. Versions are content hashes and
-never change once written, so readers cache them in process forever (up to a bound) and
-only ask Redis which version is current -- every balancer replica sees the same one.
+-> the active version; `keys.workflows` maps name -> active version (writes: publishing.py).
+Versions are content hashes and never change once written, so readers cache them in process
+(up to a bound) and ask Redis only which version is active, once per request: a publish or
+rollback is live on every balancer replica with the next request, never stale.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
+import re
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from comfyfleet.errors import UnknownWorkflow
 from comfyfleet.store.keys import Keys
-from comfyfleet.templates.model import Template
+from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, Template
 
 CURRENT = "current"
+# Fields of a workflow hash that are not versions.
+POINTERS = frozenset({CURRENT, "seeded"})
+_NAME = re.compile(WORKFLOW_NAME_PATTERN)
 # Distinct (name, version) pairs kept parsed in memory per registry.
 DEFAULT_CACHE_SIZE = 256
-_PUBLISH_LUA = (Path(__file__).parent / "lua" / "publish.lua").read_text()
-
-
-@dataclass(frozen=True)
-class Published:
-    name: str
-    version: str
-    # False when that version was already current: publishing again is a no-op.
-    changed: bool
-
-
-async def publish(
-    redis: aioredis.Redis, keys: Keys, templates: Iterable[Template]
-) -> list[Published]:
-    """Store each template and make it current, one atomic script call per workflow."""
-    script = redis.register_script(_PUBLISH_LUA)
-    out = []
-    for template in templates:
-        changed = await script(
-            keys=[keys.workflow(template.name), keys.workflows],
-            args=[template.name, template.version, template.model_dump_json()],
-        )
-        out.append(Published(template.name, template.version, bool(changed)))
-    return out
 
 
 def _text(value: bytes | str) -> str:
@@ -65,6 +44,7 @@ class WorkflowRegistry:
         self._cache: OrderedDict[tuple[str, str], Template] = OrderedDict()
 
     async def current_version(self, name: str) -> str:
+        """The active version; UnknownWorkflow when `name` is not published (or retired)."""
         version = await self.redis.hget(self.keys.workflows, name)
         if version is None:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
@@ -72,13 +52,15 @@ class WorkflowRegistry:
 
     async def get(self, name: str, version: str | None = None) -> Template:
         """The template at `version` (None: the current one); UnknownWorkflow if absent."""
+        if not _NAME.fullmatch(name):  # names no workflow, and must not reach a key
+            raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         if version is None:
             version = await self.current_version(name)
         cached = self._cache.get((name, version))
         if cached is not None:
             self._cache.move_to_end((name, version))
             return cached
-        if version == CURRENT:
+        if version in POINTERS:
             raise UnknownWorkflow(f"workflow {name!r} has no version {version!r}", workflow=name)
         raw = await self.redis.hget(self.keys.workflow(name), version)
         if raw is None:
@@ -87,16 +69,22 @@ class WorkflowRegistry:
             )
         return self._remember(Template.model_validate_json(raw))
 
-    async def list(self) -> builtins.list[Template]:
-        """The current version of every published workflow, by name."""
+    async def index(self) -> dict[str, str]:
+        """Name -> active version of every published workflow, sorted by name."""
         current = await self.redis.hgetall(self.keys.workflows)
-        names = sorted((_text(k), _text(v)) for k, v in current.items())
-        return [await self.get(name, version) for name, version in names]
+        return dict(sorted((_text(k), _text(v)) for k, v in current.items()))
+
+    async def list(self, index: dict[str, str] | None = None) -> builtins.list[Template]:
+        """The active version of every published workflow, by name (of `index` if given)."""
+        index = await self.index() if index is None else index
+        return [await self.get(name, version) for name, version in index.items()]
 
     async def versions(self, name: str) -> builtins.list[str]:
         """Every stored version of a workflow (unordered: versions are hashes, not counters)."""
+        if not _NAME.fullmatch(name):
+            raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         fields = await self.redis.hkeys(self.keys.workflow(name))
-        versions = sorted(v for v in map(_text, fields) if v != CURRENT)
+        versions = sorted(v for v in map(_text, fields) if v not in POINTERS)
         if not versions:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         return versions
@@ -106,3 +94,10 @@ class WorkflowRegistry:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return template
+
+
+def index_etag(index: dict[str, str]) -> str:
+    """A strong ETag of the set of active versions: it changes with every publish, rollback
+    or retire, so a watcher polls the listing with If-None-Match for almost nothing."""
+    canonical = "\n".join(f"{name} {version}" for name, version in index.items())
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:16] + '"'
