@@ -34,6 +34,9 @@ class NodeInfo(BaseModel):
     pools: list[str] = Field(default_factory=lambda: ["default"])
     running: int = 0
     capacity: int = 1
+    # Times the node found its ComfyUI restarted since the node started (0 when it cannot
+    # tell); the ComfyRestarting alert reads its growth.
+    comfy_restarts: int = 0
     started_ms: int = 0
     last_seen_ms: int = 0
     version: str = ""
