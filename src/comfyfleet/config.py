@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from comfyfleet.alerts.config import AlertsConfig
 from comfyfleet.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -155,6 +156,7 @@ class BalancerConfig(_Frozen):
     queue_limits: dict[str, int] = Field(default_factory=dict)
     webhooks: WebhookConfig = WebhookConfig()
     input_urls: InputUrlConfig = InputUrlConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 class NodeConfig(_Frozen):

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from comfyfleet.balancer import (
+    alerts_api,
     apikeys_api,
     events_api,
     fleet_api,
@@ -101,12 +102,14 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app[CONFIG] = cfg
     app.cleanup_ctx.extend([_store_ctx, _publish_ctx, _reaper_ctx])
     app.cleanup_ctx.extend([events_api.live_ctx, inputs_api.inputs_ctx, webhooks_ctx])
+    app.cleanup_ctx.append(alerts_api.alerts_ctx)
     app.add_routes(jobs_api.routes)
     app.add_routes(events_api.routes)
     app.add_routes(inputs_api.routes)
     app.add_routes(fleet_api.routes)
     app.add_routes(workflows_api.routes)
     app.add_routes(apikeys_api.routes)
+    app.add_routes(alerts_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     add_security_headers(app)
     if cfg.server.metrics:

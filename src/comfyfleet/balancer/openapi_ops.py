@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.balancer import events_api, inputs_api, workflows_api
+from comfyfleet.balancer import alerts_api, events_api, inputs_api, workflows_api
 from comfyfleet.balancer.appkeys import WORKFLOWS
 from comfyfleet.balancer.schemas import (
     JOB_ID_PATTERN,
@@ -255,12 +255,14 @@ OPERATIONS: list[Op] = [
     *events_api.OPS,
     *inputs_api.OPS,
     *workflows_api.OPS,
+    *alerts_api.OPS,
 ]
 TAGS = {
     "jobs": "Submit, follow, cancel jobs; download outputs",
     "workflows": "Published workflows and their typed params",
     "nodes": "The fleet's nodes: state, drain, resume",
     "apikeys": "Bearer API keys (admin only)",
+    "alerts": "Alerts firing in the fleet (admin only)",
     "health": "Probes for load balancers and orchestrators (open)",
 }
 DESCRIPTION = (

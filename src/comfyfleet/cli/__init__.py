@@ -4,6 +4,7 @@ on `app`; only this package wires roles together."""
 from __future__ import annotations
 
 from comfyfleet.cli import (  # noqa: F401  (registration)
+    alerts,
     apikey,
     balancer,
     node,

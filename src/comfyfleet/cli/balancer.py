@@ -91,10 +91,27 @@ def balancer(
             help="First webhook retry delay (ms), doubling per attempt up to 1 h.",
         ),
     ] = 5000,
+    alerts_config: opt.AlertsConfigFile = None,
+    alert_receiver: opt.AlertReceiver = None,
+    alert_interval_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--alert-interval-ms",
+            envvar="BALANCER_ALERT_INTERVAL_MS",
+            help="How often the alert rules are evaluated (ms; default 15000).",
+        ),
+    ] = None,
+    no_alerts: Annotated[
+        bool,
+        typer.Option(
+            "--no-alerts", envvar="BALANCER_NO_ALERTS", help="Do not evaluate alert rules here."
+        ),
+    ] = False,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
 ) -> None:
-    """Run the balancer: public job API, scheduling, reaper (port 7999)."""
+    """Run the balancer: public job API, scheduling, reaper, alerts (port 7999)."""
+    from comfyfleet.alerts.loading import alerts_config as load_alerts
     from comfyfleet.balancer.admission import parse_queue_limits
     from comfyfleet.balancer.app import create_app
     from comfyfleet.balancer.input_urls import input_url_config
@@ -118,6 +135,13 @@ def balancer(
         queue_limits=opt.build(parse_queue_limits, queue_limit or [], "balancer"),
         webhooks=webhooks,
         input_urls=opt.build(input_url_config, input_url_allow or [], "balancer"),
+        alerts=opt.build(
+            lambda path: load_alerts(
+                path, alert_receiver or [], interval_ms=alert_interval_ms, enabled=not no_alerts
+            ),
+            alerts_config,
+            "balancer",
+        ),
     )
     run_server(
         opt.build(create_app, cfg, "balancer"),

@@ -115,3 +115,22 @@ def build(factory: Callable[[C], A], cfg: C, role: str) -> A:
     except ComfyfleetError as exc:
         typer.echo(f"comfyfleet {role}: {exc.detail}", err=True)
         raise typer.Exit(code=2) from None
+
+
+AlertsConfigFile = Annotated[
+    str | None,
+    typer.Option(
+        "--alerts-config",
+        envvar="BALANCER_ALERTS_CONFIG",
+        help="JSON file of alert rules' thresholds and receivers (README: Alerts).",
+    ),
+]
+AlertReceiver = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--alert-receiver",
+        envvar="BALANCER_ALERT_RECEIVER",
+        help="Where alerts go, KIND=URL: alertmanager, webhook, slack, discord, feishu, "
+        "dingtalk, wecom; repeatable (e-mail and signing secrets: --alerts-config).",
+    ),
+]

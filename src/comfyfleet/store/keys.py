@@ -62,6 +62,20 @@ key                        type   TTL             written by
 {ns}:leader:<name>         STRING lease TTL       store/leader.py: the holder's token
                                                   "<epoch>:<holder>" of a singleton's lease
 {ns}:leader:<name>:epoch   STRING -               store/leader.py: INCR per acquisition (fencing)
+{ns}:alerts:state          HASH   -               alerts_commit (the evaluator, fenced):
+                                                  fingerprint -> alert state JSON
+{ns}:alerts:samples        ZSET   -               alerts_commit (score ms): counter samples for
+                                                  windowed rules, trimmed to the longest window
+{ns}:alerts:due            ZSET   -               alerts_commit adds (score due ms, or the claim
+                                                  deadline while sent); webhook_claim/settle
+{ns}:alert:<id>            HASH   dead TTL once   alerts_commit: one notification to one
+                                  given up        receiver (webhook delivery layout)
+{ns}:alerts:dead           ZSET   -               webhook_settle (score ms given up)
+{ns}:hist                  HASH   -               lua/_observe.lua (claim, finish) and senders:
+                                                  fleet-wide histogram buckets (histograms.py)
+{ns}:stats:ended           HASH   -               lua/_observe.lua finish: ended jobs per
+                                                  workflow, pool and status; both built in Lua
+                                                  from the job key's `{ns}:` prefix
 """
 
 from __future__ import annotations
@@ -220,3 +234,33 @@ class Keys:
 
     def leader_epoch(self, name: str) -> str:
         return f"{self.prefix}:leader:{name}:epoch"
+
+    @property
+    def alerts_state(self) -> str:
+        return f"{self.prefix}:alerts:state"
+
+    @property
+    def alerts_samples(self) -> str:
+        return f"{self.prefix}:alerts:samples"
+
+    @property
+    def alerts_due(self) -> str:
+        return f"{self.prefix}:alerts:due"
+
+    def alert_prefix(self) -> str:
+        """Prefix of one notification's delivery record, `{ns}:alert:<id>`."""
+        return f"{self.prefix}:alert:"
+
+    @property
+    def alerts_dead(self) -> str:
+        return f"{self.prefix}:alerts:dead"
+
+    @property
+    def hist(self) -> str:
+        """Written by lua/_observe.lua, which builds the same name from the job key."""
+        return f"{self.prefix}:hist"
+
+    @property
+    def stats_ended(self) -> str:
+        """Written by lua/_observe.lua, which builds the same name from the job key."""
+        return f"{self.prefix}:stats:ended"

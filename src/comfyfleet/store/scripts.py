@@ -75,7 +75,11 @@ def _read(name: str) -> str:
 def source(name: ScriptName) -> str:
     """The full text sent to Redis for one script (prelude + its file)."""
     constants = f"local MAX_PRIORITY = {MAX_PRIORITY}\nlocal SEQ_SHIFT = {SEQ_SHIFT}\n"
-    return constants + _read("_lib.lua") + "\n" + _read(f"{name}.lua")
+    from comfyfleet.store import histograms  # it uses this module's helpers
+
+    constants += histograms.lua_bounds()
+    prelude = _read("_observe.lua") + "\n" + _read("_lib.lua")
+    return constants + prelude + "\n" + _read(f"{name}.lua")
 
 
 class Scripts:

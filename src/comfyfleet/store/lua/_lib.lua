@@ -114,6 +114,7 @@ local function finish(job_key, job_id, events_key, status, now, retention_ms)
   -- dies now cannot lose the notification. Keys.webhook_ended/webhook_fleet, built from the
   -- job key's `{ns}:` prefix (4 = #'job:'), so they share its hash tag.
   local ns = string.sub(job_key, 1, #job_key - #job_id - 4)
+  observe_end(job_key, ns, status, now)
   local hook = redis.call('HGET', job_key, 'webhook_url')
   if (hook and hook ~= '') or redis.call('EXISTS', ns .. 'webhooks:fleet') == 1 then
     redis.call('ZADD', ns .. 'webhooks:ended', now, job_id)

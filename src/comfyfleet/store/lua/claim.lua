@@ -88,6 +88,7 @@ while #claimed < capacity do
   redis.call('ZREM', queue_key, job_id)
   local job_key = job_prefix .. job_id
   local attempt = (tonumber(redis.call('HGET', job_key, 'attempts')) or 0) + 1
+  observe_claim(job_key, string.sub(job_prefix, 1, #job_prefix - 4), now)
   set_status(job_key, job_id, 'running')
   redis.call('HSET', job_key, 'node_id', node_id, 'attempts', attempt,
     'lease_deadline_ms', deadline, 'started_ms', now, 'updated_ms', now, 'not_before_ms', '')
