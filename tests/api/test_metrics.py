@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -90,7 +93,68 @@ async def test_without_the_flag_there_is_no_metrics_route(quiet_balancer: Role) 
 
 
 def test_rendering_escapes_label_values() -> None:
-    text = render([Metric("m", "gauge", "help", [({"a": 'x"y\\z\nw'}, 1.5), ({}, 2.0)])])
+    text = render([Metric("m", "gauge", "help", [({"a": 'x"y\\z\nw'}, 1.5), ({"a": ""}, 2.0)])])
     assert text == (
-        "# HELP m help\n# TYPE m gauge\n" 'm{a="x\\"y\\\\z\\nw"} 1.5\n' "m 2\n"
+        "# HELP m help\n# TYPE m gauge\n" 'm{a="x\\"y\\\\z\\nw"} 1.5\n' 'm{a=""} 2.0\n'
     )  # fmt: skip
+
+
+PROMTOOL = shutil.which("promtool")
+_DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOYED = {
+    p.name: p.read_text() for p in (_DEPLOY / "prometheus" / "rules.yml",
+                                    _DEPLOY / "grafana" / "comfyfleet.json")
+}  # fmt: skip
+
+
+def promtool_check(text: str) -> None:
+    """`promtool check metrics` (Debian `prometheus`) accepts the exposition as it is."""
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed (apt-get install prometheus; .ci/run does)")
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+async def test_job_latency_histograms_are_fleet_wide_and_promtool_clean(
+    balancer: Role, node: Role
+) -> None:
+    await until(lambda: scrape(balancer), lambda m: m['comfyfleet_nodes{state="ready"}'] >= 1,
+                what="a ready node")  # fmt: skip
+    before = await scrape(balancer)
+    e2e = 'comfyfleet_job_end_to_end_seconds_count{pool="default",workflow="solid"}'
+    job = {"workflow": "solid", "params": {"width": 16, "height": 16}}
+    status, _, body = await balancer.call("POST", "/api/v1/jobs?wait=30", auth=ADMIN_AUTH,
+                                          json=job)  # fmt: skip
+    assert status == 200, body
+    assert json.loads(body)["status"] == "succeeded"
+    after = await scrape(balancer)
+    assert after[e2e] == before.get(e2e, 0) + 1
+    labels = '{pool="default",workflow="solid"}'
+    for name in ("comfyfleet_job_queue_wait_seconds", "comfyfleet_job_run_seconds",
+                 "comfyfleet_job_attempts"):  # fmt: skip
+        assert after[f"{name}_count{labels}"] >= 1
+        inf = f'{name}_bucket{{le="+Inf",pool="default",workflow="solid"}}'
+        assert after[inf] == after[f"{name}_count{labels}"]  # cumulative up to +Inf
+    one = 'comfyfleet_job_attempts_bucket{le="1.0",pool="default",workflow="solid"}'
+    assert after[one] - before.get(one, 0) == 1  # it took one attempt
+    ended = 'comfyfleet_jobs_ended_total{pool="default",status="succeeded",workflow="solid"}'
+    assert after[ended] == before.get(ended, 0) + 1
+    assert "comfyfleet_logdy_dropped_lines_total" in after
+    for role in (balancer, node):
+        _, _, text = await role.call("GET", "/metrics")
+        promtool_check(text.decode())
+
+
+async def test_rules_and_dashboard_name_only_metrics_that_exist(balancer: Role, node: Role) -> None:
+    """deploy/prometheus/rules.yml and the Grafana dashboard refer only to families the
+    roles expose (a renamed metric would silently empty a panel or disarm a rule)."""
+    families: set[str] = set()
+    for role in (balancer, node):
+        _, _, text = await role.call("GET", "/metrics")
+        families |= {line.split()[2] for line in text.decode().splitlines()
+                     if line.startswith("# TYPE ")}  # fmt: skip
+    for path, text in DEPLOYED.items():
+        named = set(re.findall(r"comfyfleet_[a-z_]+", text))
+        bare = {re.sub(r"_(bucket|sum|count)$", "", n) for n in named}
+        assert bare - families == set(), path

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ipaddress
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.config import WebhookConfig
 from comfyfleet.errors import ComfyfleetError, ConfigError, ValidationFailed
 from comfyfleet.models.job import Job, JobStatus
+from comfyfleet.store import histograms
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
@@ -271,7 +273,11 @@ class Dispatcher:
         return len(claimed)
 
     async def _deliver(self, d: Delivery) -> None:
+        started = time.monotonic()
         error, permanent = await self._post(d)
+        await histograms.observe(self.store.redis, self.store.keys, "webhook",
+                                 ("ok" if error is None else "error",),
+                                 time.monotonic() - started)  # fmt: skip
         now = self.clock.now_ms()
         if error is None:
             await self.store.done(d, now)

@@ -12,6 +12,7 @@ from aiohttp import web
 from comfyfleet.config import LogConfig
 from comfyfleet.errors import ComfyfleetError
 from comfyfleet.logs.setup import configure_logging
+from comfyfleet.web.metrics import LOGDY_SINK
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,7 @@ def run_server(
     async def main() -> None:
         sink = configure_logging(log_cfg, role=role, node_id=node_id)
         if sink is not None:
+            app[LOGDY_SINK] = sink  # its dropped-lines count is a metric
             await sink.start()
         try:
             await _serve(app, host, port, banner)

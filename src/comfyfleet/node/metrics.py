@@ -6,10 +6,10 @@ from aiohttp import web
 
 from comfyfleet.models.node import NodeState
 from comfyfleet.node.appkeys import STATE, WORKER
-from comfyfleet.web.metrics import Metric
+from comfyfleet.web.metrics import Collected, Metric
 
 
-async def collect(app: web.Application) -> list[Metric]:
+async def collect(app: web.Application) -> list[Collected]:
     info = app[STATE].info(app[WORKER])
     hung = app[STATE].comfy_hung is not None
     return [
@@ -24,6 +24,9 @@ async def collect(app: web.Application) -> list[Metric]:
                [({}, float(info.comfy_healthy))]),
         Metric("comfyfleet_node_comfy_hung", "gauge", "1 while ComfyUI is found hung.",
                [({}, float(hung))]),
+        Metric("comfyfleet_node_comfy_restarts_total", "counter",
+               "Times this node found its ComfyUI restarted since it started.",
+               [({}, float(info.comfy_restarts))]),
         Metric("comfyfleet_node_vram_free_bytes", "gauge", "Free VRAM of the first device.",
                [({}, float(info.vram_free))] if info.vram_free is not None else []),
     ]  # fmt: skip

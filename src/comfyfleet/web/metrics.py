@@ -1,5 +1,12 @@
-"""Prometheus text exposition (format 0.0.4) for `/metrics`, written by hand: a handful of
-gauges and counters read from Redis or the process at scrape time need no client library.
+"""`/metrics` for both roles, rendered by `prometheus_client`.
+
+Each role's collector reads its numbers at scrape time (the balancer from Redis, the node
+from itself) and returns them as metric families; `render` hands them to prometheus_client
+through a one-shot custom collector, so the text format (escaping, histograms' `_bucket`,
+`_sum`, `_count`) is the library's. Numbers every replica must agree on -- counts, queue
+depths, the job latency histograms -- live in Redis (store/histograms.py says why), so any
+replica answers the same; what is truly one process's own (the Logdy sink's dropped lines)
+is that process's.
 
 `/metrics` is off unless a role is started with `--metrics`; when on, it is open (scrapers
 carry no secrets, see web/auth.py), so it holds counts only: no job ids, params or URLs.
@@ -7,55 +14,96 @@ carry no secrets, see web/auth.py), so it holds counts only: no job ids, params 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.registry import Collector as PromCollector
+from prometheus_client.registry import CollectorRegistry
 
+from comfyfleet.logs.logdy import LogdySink
+from comfyfleet.store.histograms import HistogramSpec, Series
 from comfyfleet.web.openapi import Op, Reply
 
+# The text format prometheus_client writes for these names is format 0.0.4's.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = Mapping[str, str]
+# The Logdy sink of this process (cli/serve.py sets it when --logdy is on).
+LOGDY_SINK = web.AppKey("logdy_sink", LogdySink)
 
 
 @dataclass(frozen=True)
 class Metric:
+    """A gauge or counter with its samples (label set -> value)."""
+
     name: str
     kind: Literal["gauge", "counter"]
     help: str
     samples: Sequence[tuple[Labels, float]] = field(default_factory=tuple)
 
-
-def _label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def render(metrics: Iterable[Metric]) -> str:
-    """The exposition text of `metrics`, one HELP and TYPE line each, then its samples."""
-    lines: list[str] = []
-    for metric in metrics:
-        lines.append(f"# HELP {metric.name} {metric.help}")
-        lines.append(f"# TYPE {metric.name} {metric.kind}")
-        for labels, value in metric.samples:
-            inner = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
-            lines.append(f"{metric.name}{{{inner}}} {_number(value)}" if inner
-                         else f"{metric.name} {_number(value)}")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    def family(self) -> Family:
+        names = sorted({k for labels, _ in self.samples for k in labels})
+        cls = GaugeMetricFamily if self.kind == "gauge" else CounterMetricFamily
+        fam = cls(self.name, self.help, labels=names)
+        for labels, value in self.samples:
+            fam.add_metric([labels.get(k, "") for k in names], value)
+        return fam
 
 
-Collector = Callable[[web.Application], Awaitable[list[Metric]]]
+def histogram(spec: HistogramSpec, series: Iterable[Series]) -> Family:
+    """A histogram family from cumulative bucket counts read from Redis."""
+    fam = HistogramMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+    les = [*(f"{float(b)}" for b in spec.bounds), "+Inf"]
+    for s in series:
+        fam.add_metric(list(s.labels), list(zip(les, s.cumulative, strict=True)), s.sum)
+    return fam
+
+
+Collected = Metric | Family
+
+
+class _Once(PromCollector):
+    def __init__(self, families: Sequence[Family]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Family]:
+        yield from self.families
+
+
+def render(metrics: Iterable[Collected]) -> str:
+    """The exposition text of `metrics`."""
+    registry = CollectorRegistry(auto_describe=False)
+    families = [m.family() if isinstance(m, Metric) else m for m in metrics]
+    registry.register(_Once(families))
+    return generate_latest(registry).decode()
+
+
+def process_metrics(app: web.Application) -> list[Collected]:
+    """What only this process knows."""
+    sink = app.get(LOGDY_SINK)
+    return [
+        Metric("comfyfleet_logdy_dropped_lines_total", "counter",
+               "Log lines this process dropped because Logdy could not keep up or was away.",
+               [({}, float(sink.dropped if sink is not None else 0))]),
+    ]  # fmt: skip
+
+
+Collector = Callable[[web.Application], Awaitable[list[Collected]]]
 
 
 def add_metrics_route(app: web.Application, collect: Collector) -> None:
-    """Serve `collect`'s metrics at GET /metrics."""
+    """Serve `collect`'s metrics, and this process's own, at GET /metrics."""
 
     async def metrics(request: web.Request) -> web.Response:
-        body = render(await collect(request.app))
+        body = render([*await collect(request.app), *process_metrics(request.app)])
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     app.router.add_get("/metrics", metrics)
@@ -69,7 +117,7 @@ METRICS_OP = Op(
     {200: Reply("Metrics", schema={"type": "string"}, media_type=CONTENT_TYPE,
                 example='# HELP comfyfleet_queue_depth Jobs waiting to be claimed, by pool.\n'
                         '# TYPE comfyfleet_queue_depth gauge\n'
-                        'comfyfleet_queue_depth{pool="default"} 0\n')},
+                        'comfyfleet_queue_depth{pool="default"} 0.0\n')},
     auth="open",
 )  # fmt: skip
 
