@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comfyfleet.children import die_with_parent
 from comfyfleet.errors import ConfigError
 
 STARTUP_TIMEOUT_S = 10.0
@@ -89,9 +90,11 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
+        # Its own process group, and it dies with this process (see children.py).
         self.process = subprocess.Popen(
-            self._argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        )
+            self._argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            process_group=0, preexec_fn=die_with_parent(),
+        )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

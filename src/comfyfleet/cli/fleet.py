@@ -3,12 +3,17 @@
 Used by `comfyfleet up` and by the end-to-end tests, which kill and restart the same real
 processes. Credentials travel to the children in their environment, never on a command line
 (where `ps` would show them).
+
+Every child runs in its own process group (a Ctrl-C in the terminal reaches only the parent,
+which stops them in order) and dies with the parent however it dies (`children.py`). A
+child that exits while the fleet starts is reported at once, with the end of its log.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,11 +23,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comfyfleet.children import die_with_parent
 from comfyfleet.errors import ConfigError
 from comfyfleet.redis_server import RedisServer, free_port
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# How often start-up looks at its children and their health URLs (s).
+START_POLL_S = 0.05
+# Lines of a child's log quoted when it exits during start-up.
+LOG_TAIL_LINES = 20
 
 
 @dataclass
@@ -39,8 +49,9 @@ class Proc:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            process_group=0, preexec_fn=die_with_parent(),
+        )  # fmt: skip
         log.close()
 
     @property
@@ -68,22 +79,68 @@ class Proc:
     def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         wait_http_ok(self.health_url, timeout_s, self)
 
+    def check_alive(self) -> None:
+        """ConfigError quoting the end of the log when the process has exited."""
+        if self.alive:
+            return
+        lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        code = self.process.returncode if self.process is not None else None
+        tail = "\n".join(f"  {line}" for line in lines)
+        raise ConfigError(f"{self.name} exited during start-up (code {code}); "
+                          f"the end of {self.log_path}:\n{tail}")  # fmt: skip
 
-def wait_http_ok(url: str, timeout_s: float, proc: Proc | None = None) -> None:
-    """Poll `url` until it answers 200; ConfigError naming the log if it never does."""
+
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_http_ok(
+    url: str, timeout_s: float, proc: Proc | None = None, *, watch: list[Proc] | None = None
+) -> None:
+    """Poll `url` until it answers 200. ConfigError as soon as `proc` or any of `watch`
+    exits (quoting its log), or after `timeout_s` (s)."""
+    watched = [*([proc] if proc is not None else []), *(watch or [])]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc is not None and not proc.alive:
-            tail = proc.log_path.read_text(errors="replace")[-3000:]
-            raise ConfigError(f"{proc.name} exited during start-up:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
+        for child in watched:
+            child.check_alive()
+        if _answers_ok(url):
+            return
+        time.sleep(START_POLL_S)
     raise ConfigError(f"{url} did not answer 200 within {timeout_s:.0f}s")
+
+
+def wait_all_healthy(procs: list[Proc], timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until every one of `procs` answers its health URL; ConfigError as soon as any of
+    them exits (quoting its log), or naming the silent ones after `timeout_s` (s)."""
+    waiting = list(procs)
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        for proc in procs:
+            proc.check_alive()
+        waiting = [proc for proc in waiting if not _answers_ok(proc.health_url)]
+        if waiting and time.monotonic() >= deadline:
+            names = ", ".join(f"{p.name} ({p.health_url})" for p in waiting)
+            raise ConfigError(f"no answer within {timeout_s:.0f}s from {names}")
+        if waiting:
+            time.sleep(START_POLL_S)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError when something already listens on host:port (e.g. a fleet left over)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {host} is in use ({exc.strerror}); is another fleet still "
+                "running? Stop it or choose other ports (--port, --node-port)."
+            ) from None
 
 
 @dataclass
@@ -140,7 +197,10 @@ class Fleet:
         )
 
     def _port(self, wanted: int, offset: int = 0) -> int:
-        return wanted + offset if wanted else free_port(self.spec.host)
+        if not wanted:
+            return free_port(self.spec.host)
+        check_port_free(self.spec.host, wanted + offset)
+        return wanted + offset
 
     def start(self) -> None:
         spec = self.spec
@@ -201,10 +261,14 @@ class Fleet:
             port,
             "/healthz",
         )
-        for proc in [*self.sims, *self.nodes, self.balancer]:
+        for proc in self.procs:
             proc.start()
-        for proc in [*self.sims, *self.nodes, self.balancer]:
-            proc.wait_healthy()
+        wait_all_healthy(self.procs)
+
+    @property
+    def procs(self) -> list[Proc]:
+        """Every child process but Redis, in start order."""
+        return [*self.sims, *self.nodes, *([self.balancer] if self.balancer else [])]
 
     @property
     def balancer_url(self) -> str:
@@ -220,7 +284,7 @@ class Fleet:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until the balancer says a node can take jobs."""
-        wait_http_ok(f"{self.balancer_url}/readyz", timeout_s, self.balancer)
+        wait_http_ok(f"{self.balancer_url}/readyz", timeout_s, watch=self.procs)
 
     def __enter__(self) -> Fleet:
         """Started and ready (see `wait_ready`); stopped on leaving, whatever happened."""

@@ -67,7 +67,9 @@ def up(
         data_dir=data_dir,
     )
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # A closed terminal (SIGHUP) stops the fleet in order too; a hard death of this process
+    # takes the children with it (cli/fleet.py).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     try:
         with Fleet(spec) as fleet:
