@@ -18,6 +18,8 @@ from comfyfleet.alerts.config import AlertsConfig
 from comfyfleet.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_POOL_SIZE = 64
+DEFAULT_REDIS_POOL_TIMEOUT_S = 5.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -65,6 +67,10 @@ class RedisConfig(_Frozen):
     # Every key starts with "{namespace}" -- the braces make it a Redis Cluster hash tag so
     # the whole key space sits in one slot and multi-key Lua scripts stay legal.
     namespace: str = Field(default="comfyfleet", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Most connections one client (one process) opens, and how long a command waits for a
+    # free one before Redis counts as unavailable (s). See store/connect.py.
+    pool_size: int = Field(default=DEFAULT_REDIS_POOL_SIZE, ge=2, le=10_000)
+    pool_timeout_s: float = Field(default=DEFAULT_REDIS_POOL_TIMEOUT_S, gt=0, le=300)
 
     @property
     def redacted(self) -> str:

@@ -79,7 +79,7 @@ LIVE = web.AppKey("live", Live)
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     keys = Keys(cfg.redis.namespace)
-    redis = connect(cfg.redis, max_connections=MAX_LIVE + 8)
+    redis = connect(cfg.redis, pool_size=MAX_LIVE + 8)
     app[LIVE] = Live(JobStore(redis, keys), PreviewStore(app[REDIS], keys))
     yield
     await redis.aclose()

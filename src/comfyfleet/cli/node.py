@@ -6,7 +6,7 @@ import typer
 
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
-from comfyfleet.config import NodeConfig
+from comfyfleet.config import DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_POOL_TIMEOUT_S, NodeConfig
 
 
 @app.command()
@@ -70,6 +70,8 @@ def node(
     redis_port: opt.RedisPort = None,
     redis_password: opt.RedisPassword = None,
     redis_db: opt.RedisDb = None,
+    redis_pool_size: opt.RedisPoolSize = DEFAULT_REDIS_POOL_SIZE,
+    redis_pool_timeout: opt.RedisPoolTimeout = DEFAULT_REDIS_POOL_TIMEOUT_S,
     namespace: opt.Namespace = "comfyfleet",
     username: opt.Username = None,
     password: opt.Password = None,
@@ -86,7 +88,14 @@ def node(
     cfg = NodeConfig(
         server=opt.server_config(host, port, username, password, insecure, metrics),
         redis=opt.redis_config(
-            redis_url, redis_host, redis_port, redis_password, redis_db, namespace
+            redis_url,
+            redis_host,
+            redis_port,
+            redis_password,
+            redis_db,
+            namespace,
+            redis_pool_size,
+            redis_pool_timeout,
         ),
         log=opt.log_config(log_level, logdy),
         comfy_url=comfy_url,

@@ -9,7 +9,14 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import SecretStr
 
-from comfyfleet.config import LogConfig, RedisConfig, ServerConfig, redis_url_from_parts
+from comfyfleet.config import (
+    DEFAULT_REDIS_POOL_SIZE,
+    DEFAULT_REDIS_POOL_TIMEOUT_S,
+    LogConfig,
+    RedisConfig,
+    ServerConfig,
+    redis_url_from_parts,
+)
 from comfyfleet.errors import ComfyfleetError
 
 C = TypeVar("C")
@@ -34,6 +41,25 @@ RedisPassword = Annotated[
 ]
 RedisDb = Annotated[
     int | None, typer.Option("--redis-db", envvar="REDIS_DB", help="Seed-style Redis db number.")
+]
+RedisPoolSize = Annotated[
+    int,
+    typer.Option(
+        "--redis-pool-size",
+        envvar="REDIS_POOL_SIZE",
+        min=2,
+        help="Most Redis connections per process; a burst beyond waits for a free one.",
+    ),
+]
+RedisPoolTimeout = Annotated[
+    float,
+    typer.Option(
+        "--redis-pool-timeout",
+        envvar="REDIS_POOL_TIMEOUT",
+        min=0.001,
+        help="Seconds a command waits for a free Redis connection before Redis counts as "
+        "unavailable (the balancer then answers 503 with Retry-After).",
+    ),
 ]
 Namespace = Annotated[
     str,
@@ -64,8 +90,15 @@ def redis_config(
     password: str | None,
     db: int | None,
     namespace: str,
+    pool_size: int = DEFAULT_REDIS_POOL_SIZE,
+    pool_timeout_s: float = DEFAULT_REDIS_POOL_TIMEOUT_S,
 ) -> RedisConfig:
-    return RedisConfig(url=redis_url_from_parts(url, host, port, password, db), namespace=namespace)
+    return RedisConfig(
+        url=redis_url_from_parts(url, host, port, password, db),
+        namespace=namespace,
+        pool_size=pool_size,
+        pool_timeout_s=pool_timeout_s,
+    )
 
 
 def server_config(
