@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint fmt demo up clean chaos
+.PHONY: setup test lint fmt demo up clean chaos bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: lint
 # `make test` runs its short form. CHAOS_SEED=N picks another fault plan.
 chaos: $(STAMP)
 	CHAOS_FULL=1 $(BIN)/pytest -q -s tests/chaos
+
+# The benchmark table (bench/README.md): ratios against baselines measured in the same run;
+# a few minutes; exit 1 when a target is missed. BENCH_ARGS=--quick for a smoke run.
+bench: $(STAMP)
+	$(PY) -m bench.fleet_bench $(BENCH_ARGS)
 
 demo: $(STAMP)
 	bash scripts/demo.sh

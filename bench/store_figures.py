@@ -1,0 +1,142 @@
+"""Figures measured in-process against a Redis of the bench's own: Redis bytes per queued
+job, and claim latency with a short and a very long queue.
+
+The long queue is filled by cloning one really enqueued job server-side (`CLONE_LUA`): each
+clone gets every key and index entry the job has (hash, event stream if any, queue, listing
+and status indexes, a fresh sequence number), with the same encodings, because enqueueing a
+million jobs through Python would take minutes. Bytes per job are measured on real enqueues.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from bench.clients import solid_graph
+from comfyfleet.models.job import JobSpec
+from comfyfleet.redis_server import RedisServer
+from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.keys import Keys
+
+CLAIMS = 300
+LEASE_MS = 600_000
+CLONE_BATCH = 20_000
+
+# KEYS: template job hash, template events, queue, jobs index, queued index, seq
+# ARGV: template id, first clone number, clones, job key prefix, events key prefix
+CLONE_LUA = """
+local fields = redis.call('HGETALL', KEYS[1])
+local has_events = redis.call('EXISTS', KEYS[2]) == 1
+local events = has_events and redis.call('XRANGE', KEYS[2], '-', '+') or {}
+local tseq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local qscore = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[1]))
+for n = tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1 do
+  local id = 'fill' .. n
+  local seq = redis.call('INCR', KEYS[6])
+  for i = 1, #fields, 2 do
+    local value = fields[i + 1]
+    if fields[i] == 'id' then value = id elseif fields[i] == 'seq' then value = seq end
+    redis.call('HSET', ARGV[4] .. id, fields[i], value)
+  end
+  for _, entry in ipairs(events) do
+    redis.call('XADD', ARGV[5] .. id, '*', unpack(entry[2]))
+  end
+  redis.call('ZADD', KEYS[3], qscore - tseq + seq, id)
+  redis.call('ZADD', KEYS[4], seq, id)
+  redis.call('ZADD', KEYS[5], seq, id)
+end
+return redis.call('ZCARD', KEYS[3])
+"""
+
+
+async def _fill(redis: aioredis.Redis, keys: Keys, store: JobStore, total: int) -> None:
+    template, _ = await store.enqueue(JobSpec(graph=solid_graph()))
+    clone = redis.register_script(CLONE_LUA)
+    made = 1
+    while made < total:
+        batch = min(CLONE_BATCH, total - made)
+        await clone(
+            keys=[keys.job(template.id), keys.events(template.id), keys.queue("default"),
+                  keys.jobs, keys.jobs_by_status("queued"), keys.seq],
+            args=[template.id, made, batch, keys.job_prefix(), keys.events_prefix()],
+        )  # fmt: skip
+        made += batch
+
+
+async def _claim_p50_ms(store: JobStore) -> tuple[float, float]:
+    samples = []
+    for _ in range(CLAIMS):
+        start = time.perf_counter()
+        (_claimed,) = await store.claim("bench-node", capacity=1, lease_ms=LEASE_MS)
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.99 * len(samples)) - 1]
+
+
+async def claim_latency(redis_url: str, short: int, long: int) -> dict[str, Any]:
+    """p50/p99 of one claim (ms) with `short` and with `long` jobs queued."""
+    out: dict[str, Any] = {}
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        for label, depth in (("short", short), ("long", long)):
+            keys = Keys(f"claim{label}")
+            store = JobStore(redis, keys)
+            fill_start = time.perf_counter()
+            await _fill(redis, keys, store, depth)
+            await _claim_p50_ms(store)  # warm-up: the claim script is loaded
+            p50, p99 = await _claim_p50_ms(store)
+            out[label] = {"queued": depth, "p50_ms": p50, "p99_ms": p99,
+                          "fill_s": time.perf_counter() - fill_start}  # fmt: skip
+            await redis.flushdb()
+    finally:
+        await redis.aclose()
+    return out
+
+
+async def bytes_per_job(redis_url: str, jobs: int) -> dict[str, Any]:
+    """Redis memory per queued job (real enqueues) beyond the graph's own JSON size, and
+    MEMORY USAGE of each key kind of one job."""
+    redis = aioredis.Redis.from_url(redis_url)
+    keys = Keys("mem")
+    store = JobStore(redis, keys)
+    try:
+        await store.enqueue(JobSpec(graph=solid_graph()))  # indexes and scripts exist
+        before = (await redis.info("memory"))["used_memory"]
+        graph_bytes = 0
+        last = None
+        for _ in range(jobs):
+            graph = solid_graph()
+            graph_bytes += len(orjson.dumps(graph))
+            last, _ = await store.enqueue(JobSpec(graph=graph))
+        after = (await redis.info("memory"))["used_memory"]
+        assert last is not None
+        per_key = {
+            "job hash": await redis.memory_usage(keys.job(last.id)),
+            "event stream": await redis.memory_usage(keys.events(last.id)),
+        }
+        return {"jobs": jobs, "bytes_per_job": (after - before) / jobs,
+                "graph_bytes": graph_bytes / jobs,
+                "beyond_graph": (after - before - graph_bytes) / jobs,
+                "memory_usage": {k: v or 0 for k, v in per_key.items()}}  # fmt: skip
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
+class OwnRedis:
+    """A redis-server for the in-process figures (no AOF: memory, not durability)."""
+
+    def __enter__(self) -> str:
+        self.server = RedisServer(data_dir=Path(tempfile.mkdtemp(prefix="bench-redis-")),
+                                  appendonly=False)  # fmt: skip
+        self.server.start()
+        return self.server.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
