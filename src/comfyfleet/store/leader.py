@@ -123,6 +123,21 @@ class FencedScript:
 Work = Callable[[Lease], Coroutine[Any, Any, None]]
 
 
+async def _stop_fully(task: asyncio.Task[None]) -> None:
+    """Stop the work before going on, even when this loop is cancelled again meanwhile
+    (`tasks.stop` repeats its cancels): an abandoned stop could leave the work running
+    without its lease. A cancel that came in is raised once the work has ended."""
+    stopping = asyncio.ensure_future(stop(task))
+    cancelled = False
+    while not stopping.done():
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class Leadership:
     """Hold `lease` whenever possible and run `work(lease)` while holding it.
 
@@ -158,7 +173,7 @@ class Leadership:
                 await self._hold(lease, task)
             finally:
                 self.held = None
-                await stop(task)
+                await _stop_fully(task)
                 await asyncio.shield(self._release(lease))
             if task.done() and not task.cancelled():
                 await asyncio.sleep(self.period_s)  # the work failed: no hot loop of retries
