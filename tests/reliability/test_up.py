@@ -15,36 +15,12 @@ import pytest
 from comfyfleet.cli.fleet import Fleet, FleetSpec
 from comfyfleet.errors import ConfigError
 from comfyfleet.redis_server import RedisServer
+from tests.support.procs import alive, children_of
 from tests.support.waiting import until
 
 START_DEADLINE_S = 90.0
 # The issue's bound: none of the children alive this long after `up` was killed.
 ORPHAN_DEADLINE_S = 2.0
-
-
-def children_of(pid: int) -> set[int]:
-    """Pids whose parent is `pid` (from /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped yet counts as dead: it holds no port, runs nothing)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def read_until(stream: asyncio.StreamReader, marker: bytes) -> bytes:

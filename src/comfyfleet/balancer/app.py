@@ -30,6 +30,7 @@ from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.leader import LeaderLease, Leadership, Lease, Work
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
 from comfyfleet.tasks import stop
@@ -45,6 +46,10 @@ from comfyfleet.web.query_guard import query_guard
 from comfyfleet.web.responses import add_security_headers
 
 log = structlog.get_logger(__name__)
+
+# The leadership lease of each fleet-wide singleton (ms): a dead leader's work resumes in
+# another process within about this long.
+SINGLETON_LEASE_MS = 5_000
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -82,9 +87,28 @@ async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def singleton(app: web.Application, name: str, work: Work) -> Leadership:
+    """`work` run by one process of the whole fleet at a time (every worker of every
+    replica contends for the lease `name`; store/leader.py)."""
+    lease = LeaderLease(app[REDIS], Keys(app[CONFIG].redis.namespace), name,
+                        ttl_ms=SINGLETON_LEASE_MS)  # fmt: skip
+    return Leadership(lease, work)
+
+
 async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     reaper = Reaper(app[JOBS], app[NODES])
-    task = asyncio.create_task(reaper.run(), name="reaper")
+    terms = 0
+
+    async def reap(_lease: Lease) -> None:
+        nonlocal terms
+        if terms:
+            # Leading again after losing the lease (Redis unreachable, or another process
+            # led meanwhile): node heartbeats may be stale through no fault of theirs.
+            reaper.outage_seen()
+        terms += 1
+        await reaper.run()
+
+    task = asyncio.create_task(singleton(app, "reaper", reap).run(), name="reaper")
     yield
     await stop(task)
 

@@ -48,6 +48,7 @@ from comfyfleet.models.job import Job, JobStatus
 from comfyfleet.store import histograms
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.leader import LeaderLease, Leadership
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
 from comfyfleet.tasks import Doubling, stop
 from comfyfleet.web.responses import dumps
@@ -68,6 +69,9 @@ ERROR_BACKOFF_S = (0.5, 10.0)
 # Extra events a job may ask for beside its terminal state.
 EXTRA_EVENTS = ("state", "progress")
 USER_AGENT = f"comfyfleet-webhooks/{__version__}"
+# The dispatcher's leadership lease (ms): a dead leader's deliveries resume elsewhere
+# within about this long (their own claim deadlines hand them over too).
+WEBHOOK_LEASE_MS = 5_000
 
 
 def webhook_config(
@@ -326,7 +330,12 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     if cfg.webhooks.secret is not None:
         base = f"http://{cfg.server.host}:{cfg.server.port}"
         dispatcher = Dispatcher(store, app[JOBS], cfg.webhooks, base_url=base)
-        task = asyncio.create_task(dispatcher.run(), name="webhooks")
+        # One dispatcher per fleet: every balancer process contends for its lease.
+        lease = LeaderLease(app[REDIS], Keys(cfg.redis.namespace), "webhooks",
+                            ttl_ms=WEBHOOK_LEASE_MS)  # fmt: skip
+        run = dispatcher.run
+        leadership = Leadership(lease, lambda _lease: run())
+        task = asyncio.create_task(leadership.run(), name="webhooks")
     yield
     await stop(task)
     if dispatcher is not None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -111,6 +112,36 @@ def balancer(
     ] = False,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            envvar="BALANCER_WORKERS",
+            min=1,
+            max=256,
+            help="Processes serving the port (SO_REUSEPORT) under one supervisor; SIGHUP "
+            "reloads them gracefully. 1: serve in this process. Default: number of cores.",
+            show_default=False,
+        ),
+    ] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port",
+            envvar="BALANCER_REUSE_PORT",
+            hidden=True,
+            help="Internal (set by the --workers supervisor): share the port with siblings.",
+        ),
+    ] = False,
+    ready_fd: Annotated[
+        int | None,
+        typer.Option(
+            "--ready-fd",
+            envvar="BALANCER_READY_FD",
+            hidden=True,
+            help="Internal (set by the --workers supervisor): pipe to signal listening on.",
+        ),
+    ] = None,
 ) -> None:
     """Run the balancer: public job API, scheduling, reaper, alerts (port 7999)."""
     from comfyfleet.alerts.loading import alerts_config as load_alerts
@@ -152,11 +183,35 @@ def balancer(
             "balancer",
         ),
     )
+    # Built here even for a supervisor, so a bad configuration is refused before any
+    # worker starts (building an app does no I/O).
+    application = opt.build(create_app, cfg, "balancer")
+    count = workers or os.cpu_count() or 1
+    if count > 1:
+        _supervise(cfg, count)
+        return
     run_server(
-        opt.build(create_app, cfg, "balancer"),
+        application,
         host,
         port,
         banner="balancer",
         log_cfg=cfg.log,
         role="balancer",
+        reuse_port=reuse_port,
+        ready_fd=ready_fd,
     )
+
+
+def _supervise(cfg: BalancerConfig, count: int) -> None:
+    """Run `count` workers of this same command (cli/workers.py) until told to stop."""
+    from comfyfleet.cli.workers import supervise
+    from comfyfleet.errors import ComfyfleetError
+    from comfyfleet.logs.setup import configure_logging
+
+    # The supervisor logs to stdout only: it has no event loop to run a Logdy sink in.
+    configure_logging(cfg.log.model_copy(update={"logdy": None}), role="balancer")
+    try:
+        supervise(count, cfg.server.host, cfg.server.port)
+    except ComfyfleetError as exc:
+        typer.echo(f"comfyfleet balancer: {exc.detail}", err=True)
+        raise typer.Exit(code=2) from None

@@ -257,7 +257,16 @@ class Fleet:
         port = self._port(spec.balancer_port)
         self.balancer = self._proc(
             "balancer",
-            ["balancer", "--host", spec.host, "--port", str(port), *spec.balancer_args],
+            [
+                "balancer",
+                "--host",
+                spec.host,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                *spec.balancer_args,
+            ],
             port,
             "/healthz",
         )

@@ -1,9 +1,17 @@
-"""Run an aiohttp app until SIGINT/SIGTERM, then shut it down in order."""
+"""Run an aiohttp app until SIGINT/SIGTERM, then shut it down in order.
+
+A balancer worker (cli/workers.py) listens with SO_REUSEPORT beside its siblings and tells
+its supervisor it is listening by writing one byte to an inherited pipe (`ready_fd`).
+On SIGTERM the listening socket closes first, then requests in flight get up to
+SHUTDOWN_TIMEOUT_S to finish (aiohttp's graceful shutdown), then the app's resources close.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from dataclasses import dataclass
 
 import structlog
 import typer
@@ -19,11 +27,23 @@ log = structlog.get_logger(__name__)
 SHUTDOWN_TIMEOUT_S = 30.0
 
 
-async def _serve(app: web.Application, host: str, port: int, banner: str) -> None:
+@dataclass(frozen=True)
+class Listen:
+    """Where and how to listen. `reuse_port`: share the port with sibling workers
+    (SO_REUSEPORT); `ready_fd`: a pipe to write one byte to once listening (None: none)."""
+
+    host: str
+    port: int
+    reuse_port: bool = False
+    ready_fd: int | None = None
+
+
+async def _serve(app: web.Application, listen: Listen, banner: str) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    host, port = listen.host, listen.port
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=listen.reuse_port or None)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -31,6 +51,9 @@ async def _serve(app: web.Application, host: str, port: int, banner: str) -> Non
             loop.add_signal_handler(sig, stop.set)
         log.info("listening", url=f"http://{host}:{port}", what=banner)
         typer.echo(f"{banner} listening on http://{host}:{port}", err=True)
+        if listen.ready_fd is not None:
+            os.write(listen.ready_fd, b"1")
+            os.close(listen.ready_fd)
         await stop.wait()
         log.info("stopping")
     finally:
@@ -46,8 +69,12 @@ def run_server(
     log_cfg: LogConfig,
     role: str,
     node_id: str | None = None,
+    reuse_port: bool = False,
+    ready_fd: int | None = None,
 ) -> None:
-    """Serve `app` with logging configured for `role`; exit non-zero on a startup error."""
+    """Serve `app` with logging configured for `role`; exit non-zero on a startup error.
+    `reuse_port` and `ready_fd`: see `Listen`."""
+    listen = Listen(host, port, reuse_port, ready_fd)
 
     async def main() -> None:
         sink = configure_logging(log_cfg, role=role, node_id=node_id)
@@ -55,7 +82,7 @@ def run_server(
             app[LOGDY_SINK] = sink  # its dropped-lines count is a metric
             await sink.start()
         try:
-            await _serve(app, host, port, banner)
+            await _serve(app, listen, banner)
         finally:
             if sink is not None:
                 await sink.aclose()
