@@ -113,8 +113,3 @@ class ComfyError(ComfyfleetError):
     code = "comfy-unavailable"
     title = "ComfyUI unavailable"
     retryable = True
-
-
-class FeatureNotBuilt(ComfyfleetError):
-    code = "not-built"
-    title = "Not built yet"

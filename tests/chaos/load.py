@@ -14,6 +14,7 @@ import aiohttp
 
 from comfyfleet.models.job import Job
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.scripts import fields_of
 from tests.chaos.faults import FaultRecord
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -77,7 +78,10 @@ async def _load(store: JobStore, ids: list[str]) -> dict[str, Job | None]:
             for job_id in batch:
                 pipe.hgetall(store.keys.job(job_id))
             rows = await pipe.execute()
-        out.update((i, Job.from_fields(r) if r else None) for i, r in zip(batch, rows, strict=True))
+        out.update(
+            (i, Job.from_fields(fields_of(r)) if r else None)
+            for i, r in zip(batch, rows, strict=True)
+        )
     return out
 
 

@@ -4,12 +4,12 @@ import pytest
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.errors import InvalidTransition, NotOwner
-from comfyfleet.models.job import JobError, JobStatus, OutputRef
+from comfyfleet.models.job import JobError, JobErrorCode, JobStatus, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, spec
 
-FLAKY = JobError(code="x", message="flaky", retryable=True)
+FLAKY = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="flaky", retryable=True)
 
 
 async def test_cancel_queued_job(store: JobStore, clock: FrozenClock) -> None:

@@ -4,7 +4,7 @@ import asyncio
 from collections import Counter
 
 from comfyfleet.clock import FrozenClock
-from comfyfleet.models.job import JobError, JobStatus
+from comfyfleet.models.job import JobError, JobErrorCode, JobStatus
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, StoreFactory, spec
@@ -80,7 +80,7 @@ async def test_retried_job_keeps_its_place_ahead_of_later_ones(store: JobStore) 
     first, _ = await store.enqueue(spec())
     await store.claim("n", lease_ms=LEASE_MS)
     later = [(await store.enqueue(spec()))[0].id for _ in range(3)]
-    error = JobError(code="x", message="flaky", retryable=True)
+    error = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="flaky", retryable=True)
     requeued = await store.fail(first.id, "n", error)
     assert requeued.status is JobStatus.QUEUED
     assert await store.queue_position(first.id) == 0

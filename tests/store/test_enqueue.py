@@ -12,6 +12,7 @@ from comfyfleet.models.job import (
     AttemptRecord,
     Job,
     JobError,
+    JobErrorCode,
     JobSpec,
     JobStatus,
     OutputRef,
@@ -98,7 +99,7 @@ async def test_every_job_field_round_trips(store: JobStore, clock: FrozenClock) 
     job, _ = await store.enqueue(full, idempotency_key="idem-1")
     (claimed,) = await store.claim("n1", pools=["big"], lease_ms=LEASE_MS)
     error = JobError(
-        code="comfy",
+        code=JobErrorCode.COMFY_OOM,
         message="boom",
         retryable=True,
         comfy_node_id="3",

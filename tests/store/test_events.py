@@ -6,7 +6,7 @@ import pytest
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.errors import NotFound
-from comfyfleet.models.job import JobError, OutputRef
+from comfyfleet.models.job import JobError, JobErrorCode, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, StoreFactory, spec
@@ -19,7 +19,9 @@ async def test_state_changes_are_logged_in_order(store: JobStore, clock: FrozenC
     job, _ = await store.enqueue(spec(max_attempts=2))
     await store.claim("n", lease_ms=LEASE_MS)
     await store.renew(job.id, "n", lease_ms=LEASE_MS)
-    await store.fail(job.id, "n", JobError(code="x", message="y", retryable=True))
+    await store.fail(
+        job.id, "n", JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="y", retryable=True)
+    )
     await store.claim("n", lease_ms=LEASE_MS)
     await store.append_event(job.id, "progress", {"value": 3, "max": 10})
     await store.complete(job.id, "n", [OutputRef(index=0, filename="a.png", size=1)])
@@ -42,7 +44,7 @@ async def test_state_changes_are_logged_in_order(store: JobStore, clock: FrozenC
         "lease_deadline_ms": clock.now_ms() + LEASE_MS,
         "at_ms": clock.now_ms(),
     }
-    assert events[3]["error"]["code"] == "x"
+    assert events[3]["error"]["code"] == "comfy_unavailable"
     assert events[5] == {"type": "progress", "value": 3, "max": 10}
     assert events[6]["outputs"][0]["filename"] == "a.png"
     assert await store.last_event(job.id, "progress") == events[5]

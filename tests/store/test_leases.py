@@ -6,7 +6,7 @@ import pytest
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.errors import InvalidTransition, NotFound, NotOwner
-from comfyfleet.models.job import JobError, JobStatus, OutputRef
+from comfyfleet.models.job import JobError, JobErrorCode, JobStatus, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, StoreFactory, spec
@@ -63,7 +63,9 @@ async def test_late_writes_from_a_reaped_owner_are_refused(
     with pytest.raises(NotOwner):
         await store.complete(job.id, "old", OUT)
     with pytest.raises(NotOwner):
-        await store.fail(job.id, "old", JobError(code="x", message="late"))
+        await store.fail(
+            job.id, "old", JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="late")
+        )
     with pytest.raises(NotOwner):
         await store.release(job.id, "old")
     with pytest.raises(NotOwner):
@@ -79,7 +81,9 @@ async def test_late_writes_from_a_reaped_owner_are_refused(
     with pytest.raises(InvalidTransition):
         await store.complete(job.id, "new", [])
     with pytest.raises(InvalidTransition):
-        await store.fail(job.id, "old", JobError(code="x", message="late"))
+        await store.fail(
+            job.id, "old", JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="late")
+        )
     assert not await store.renew(job.id, "new", lease_ms=LEASE_MS)
     final = await store.get(job.id)
     assert final is not None
@@ -90,7 +94,7 @@ async def test_writes_to_unknown_job_are_not_found(store: JobStore) -> None:
     with pytest.raises(NotFound):
         await store.complete("nope", "n", OUT)
     with pytest.raises(NotFound):
-        await store.fail("nope", "n", JobError(code="x", message="y"))
+        await store.fail("nope", "n", JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="y"))
     with pytest.raises(NotFound):
         await store.cancel("nope")
 

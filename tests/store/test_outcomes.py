@@ -4,13 +4,13 @@ import pytest
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.errors import InvalidTransition
-from comfyfleet.models.job import JobError, JobStatus, OutputRef
+from comfyfleet.models.job import JobError, JobErrorCode, JobStatus, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, spec
 
-FLAKY = JobError(code="comfy-unavailable", message="down", retryable=True)
-BROKEN = JobError(code="graph", message="bad node", retryable=False)
+FLAKY = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="down", retryable=True)
+BROKEN = JobError(code=JobErrorCode.EXECUTION_ERROR, message="bad node", retryable=False)
 
 
 async def test_complete_records_outputs_once(store: JobStore, clock: FrozenClock) -> None:
@@ -68,7 +68,7 @@ async def test_permanent_error_fails_at_once(store: JobStore) -> None:
     failed = await store.fail(job.id, "n", BROKEN)
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None
-    assert failed.error.code == "graph"
+    assert failed.error.code == "execution_error"
     assert len(failed.history) == 1
 
 

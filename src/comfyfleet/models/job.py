@@ -10,11 +10,12 @@ Times are integer milliseconds since the epoch; `None` means "not yet".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 DEFAULT_POOL = "default"
@@ -41,9 +42,10 @@ TERMINAL: frozenset[JobStatus] = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
 
-# The lifecycle of DESIGN "Job lifecycle"; the Lua scripts enforce the same table.
+# The lifecycle of DESIGN "Job lifecycle": every change of status a job script makes is one
+# of these (tests/store/test_transitions.py drives each script and checks).
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.QUEUED, JobStatus.CANCELLED}
     ),
@@ -53,8 +55,45 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def can_transition(old: JobStatus, new: JobStatus) -> bool:
-    return new in TRANSITIONS[old]
+class JobErrorCode(StrEnum):
+    """Why an attempt failed: the one list of `JobError.code` values clients switch on.
+
+    Not retried (the job itself is wrong): comfy_validation, comfy_refused,
+    execution_error, input_missing, output_too_large. Every other code is a fault of the
+    node or its ComfyUI: the job is retried (avoiding that node) while attempts remain.
+    """
+
+    COMFY_VALIDATION = "comfy_validation"  # ComfyUI refused the graph (HTTP 400)
+    COMFY_REFUSED = "comfy_refused"  # ComfyUI refused the request for another reason (4xx)
+    EXECUTION_ERROR = "execution_error"  # a node of the graph raised an exception
+    INPUT_MISSING = "input_missing"  # an uploaded input the graph names is gone
+    OUTPUT_TOO_LARGE = "output_too_large"  # an output exceeds the result store's cap
+    COMFY_OOM = "comfy_oom"  # ComfyUI ran out of GPU memory
+    COMFY_UNAVAILABLE = "comfy_unavailable"  # ComfyUI unreachable or erroring
+    COMFY_HUNG = "comfy_hung"  # ComfyUI stopped executing the prompt
+    COMFY_LOST = "comfy_lost"  # ComfyUI lost the prompt (restarted)
+    COMFY_INTERRUPTED = "comfy_interrupted"  # someone interrupted the prompt in ComfyUI
+    COMFY_DELETED = "comfy_deleted"  # someone deleted the prompt from ComfyUI's queue
+    NODE_RESTARTED = "node_restarted"  # the node restarted and ComfyUI forgot the prompt
+    HANDED_BACK = "handed_back"  # the node stopped (drain) while the prompt ran
+    TIMEOUT = "timeout"  # the job ran past its timeout_ms
+    INPUT_STAGING = "input_staging"  # uploading an input to ComfyUI failed
+    OUTPUT_UNAVAILABLE = "output_unavailable"  # fetching or storing an output failed
+    LEASE_EXPIRED = "lease_expired"  # the node stopped renewing the lease (reaper)
+    NODE_LOST = "node_lost"  # the node stopped sending heartbeats (reaper)
+
+
+# Spellings written before the registry (README changelog), read as today's codes so jobs
+# stored by an older version still load.
+OLD_ERROR_CODES: dict[str, JobErrorCode] = {
+    "comfy-unreachable": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "comfy-server-error": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "comfy-protocol": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "comfy-not-found": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "comfy-unavailable": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "store-unavailable": JobErrorCode.OUTPUT_UNAVAILABLE,
+    "output-too-large": JobErrorCode.OUTPUT_TOO_LARGE,
+}
 
 
 class JobError(BaseModel):
@@ -62,7 +101,7 @@ class JobError(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    code: str
+    code: JobErrorCode
     message: str
     retryable: bool = False
     node_id: str | None = None
@@ -70,6 +109,11 @@ class JobError(BaseModel):
     comfy_node_id: str | None = None
     comfy_node_type: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _old_spelling(cls, value: object) -> object:
+        return OLD_ERROR_CODES.get(value, value) if isinstance(value, str) else value
 
 
 class OutputRef(BaseModel):
@@ -175,11 +219,6 @@ class Job(BaseModel):
     def is_terminal(self) -> bool:
         return self.status.is_terminal
 
-    @property
-    def retryable(self) -> bool:
-        """Would a retryable failure of the current attempt requeue the job?"""
-        return not self.is_terminal and self.attempts < self.max_attempts
-
     def to_fields(self) -> dict[str, str]:
         """The Redis hash form: every field, defaults included; '' stands for None."""
         data = self.model_dump(mode="json")
@@ -194,13 +233,9 @@ class Job(BaseModel):
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> Job:
-        """Parse the Redis hash form (bytes or str keys); unknown fields are ignored so an
-        older reader survives a newer writer."""
-        raw = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in fields.items()
-        }
+    def from_fields(cls, raw: Mapping[str, str]) -> Job:
+        """Parse the Redis hash form (see `store.scripts.fields_of` for a raw reply);
+        unknown fields are ignored so an older reader survives a newer writer."""
         data: dict[str, Any] = {}
         for name in cls.model_fields:
             if name not in raw:

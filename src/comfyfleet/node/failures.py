@@ -9,7 +9,7 @@ exception inside the graph).
 from __future__ import annotations
 
 from comfyfleet.comfy import ExecutionFailed, Rejected
-from comfyfleet.models.job import JobError
+from comfyfleet.models.job import JobError, JobErrorCode
 
 OOM_MARKERS = ("outofmemory", "out of memory", "cuda error: out of memory")
 TRACEBACK_LINES_KEPT = 20
@@ -24,7 +24,7 @@ def rejected_error(node_id: str, outcome: Rejected) -> JobError:
     first = next(iter(per_node.items()), None)
     summary = f"node {first[0]}: {first[1][0]}" if first and first[1] else outcome.message
     return JobError(
-        code="comfy_validation",
+        code=JobErrorCode.COMFY_VALIDATION,
         message=f"ComfyUI rejected the graph ({outcome.error_type}): {summary}",
         retryable=False,
         node_id=node_id,
@@ -37,7 +37,7 @@ def execution_error(node_id: str, outcome: ExecutionFailed) -> JobError:
     text = f"{outcome.exception_type} {outcome.exception_message}".lower()
     oom = any(marker in text for marker in OOM_MARKERS)
     return JobError(
-        code="comfy_oom" if oom else "execution_error",
+        code=JobErrorCode.COMFY_OOM if oom else JobErrorCode.EXECUTION_ERROR,
         message=(
             f"node {outcome.node_id} ({outcome.node_type}) raised "
             f"{outcome.exception_type}: {outcome.exception_message}"
@@ -50,6 +50,6 @@ def execution_error(node_id: str, outcome: ExecutionFailed) -> JobError:
     )
 
 
-def node_fault(node_id: str, code: str, message: str) -> JobError:
+def node_fault(node_id: str, code: JobErrorCode, message: str) -> JobError:
     """Something went wrong on this node's side; another attempt may well succeed."""
     return JobError(code=code, message=message, retryable=True, node_id=node_id)

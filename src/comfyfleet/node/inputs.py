@@ -13,7 +13,7 @@ from typing import Any
 
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.errors import ComfyfleetError
-from comfyfleet.models.job import JobError
+from comfyfleet.models.job import JobError, JobErrorCode
 from comfyfleet.store.inputs import InputStore, input_names
 
 
@@ -21,7 +21,7 @@ class InputMissing(ComfyfleetError):
     """An upload the job names has expired (or never existed): no retry can help."""
 
     status = 422
-    code = "input_missing"
+    code = "input-missing"
     title = "Input image missing"
 
 
@@ -53,5 +53,7 @@ def input_error(node_id: str, exc: ComfyfleetError) -> JobError:
     """How a failed staging ends the attempt: a missing input fails the job for good; Redis
     or ComfyUI trouble is retryable (on this node or another)."""
     if isinstance(exc, InputMissing):
-        return JobError(code=exc.code, message=exc.detail, node_id=node_id)
-    return JobError(code="input_staging", message=exc.detail, retryable=True, node_id=node_id)
+        return JobError(code=JobErrorCode.INPUT_MISSING, message=exc.detail, node_id=node_id)
+    return JobError(
+        code=JobErrorCode.INPUT_STAGING, message=exc.detail, retryable=True, node_id=node_id
+    )

@@ -33,7 +33,7 @@ from comfyfleet.comfy import (
     outcome_from_history,
 )
 from comfyfleet.errors import ComfyfleetError, InvalidTransition, NotOwner, StoreError
-from comfyfleet.models.job import Job, JobError, OutputRef
+from comfyfleet.models.job import Job, JobError, JobErrorCode, OutputRef
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node.failures import execution_error, node_fault, rejected_error
 from comfyfleet.node.inputs import input_error, stage_inputs
@@ -42,7 +42,7 @@ from comfyfleet.node.progress import ProgressForwarder
 from comfyfleet.node.worker import JobControl
 from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
-from comfyfleet.store.results import RedisResultStore
+from comfyfleet.store.results import OutputTooLarge, RedisResultStore
 from comfyfleet.tasks import Doubling, stop
 
 log = structlog.get_logger(__name__)
@@ -120,14 +120,15 @@ class ComfyRunner:
             await self._fail(job, rejected_error(self.node_id, rejected))
             return False
         except ComfyRefused as exc:
-            await self._fail(job, JobError(code="comfy_refused", message=str(exc)))
+            await self._fail(job, JobError(code=JobErrorCode.COMFY_REFUSED, message=str(exc)))
             return False
         except ComfyfleetError as exc:
             # The POST may have reached ComfyUI before the error: take the prompt out again
             # (best effort) so the attempt does not run behind the node's back.
             with contextlib.suppress(ComfyfleetError):
                 await self.comfy.delete_from_queue([prompt_id])
-            await self._fail(job, node_fault(self.node_id, "comfy_unavailable", str(exc)))
+            unavailable = node_fault(self.node_id, JobErrorCode.COMFY_UNAVAILABLE, str(exc))
+            await self._fail(job, unavailable)
             return False
         await self.store.append_event(job.id, "submitted", {"prompt_id": prompt_id})
         return True
@@ -140,11 +141,12 @@ class ComfyRunner:
             queue = await self.comfy.queue()
             found = queue.contains(prompt_id) or await self.comfy.history(prompt_id) is not None
         except ComfyfleetError as exc:
-            await self._fail(job, node_fault(self.node_id, "comfy_unavailable", str(exc)))
+            unavailable = node_fault(self.node_id, JobErrorCode.COMFY_UNAVAILABLE, str(exc))
+            await self._fail(job, unavailable)
             return False
         if not found:
             message = "the node restarted and its ComfyUI no longer has the attempt's prompt"
-            await self._fail(job, node_fault(self.node_id, "node_restarted", message))
+            await self._fail(job, node_fault(self.node_id, JobErrorCode.NODE_RESTARTED, message))
             return False
         log.info("job_resumed", job_id=job.id, prompt_id=prompt_id)
         await self.store.append_event(job.id, "resumed", {"prompt_id": prompt_id})
@@ -237,24 +239,24 @@ class ComfyRunner:
             await self._fail(job, self._error_of(job, outcome, control))
 
     def _error_of(self, job: Job, outcome: PromptOutcome | None, control: JobControl) -> JobError:
-        fault = node_fault
+        fault, code = node_fault, JobErrorCode
         if control.handback.is_set():
-            return fault(self.node_id, "handed_back", "stopped while running: node draining")
+            return fault(self.node_id, code.HANDED_BACK, "stopped while running: node draining")
         if control.timed_out.is_set():
-            return fault(self.node_id, "timeout", f"job ran past its {job.timeout_ms} ms limit")
+            return fault(self.node_id, code.TIMEOUT, f"job ran past its {job.timeout_ms} ms limit")
         if control.hung.is_set():
-            return fault(self.node_id, "comfy_hung", "ComfyUI stopped executing the prompt")
+            return fault(self.node_id, code.COMFY_HUNG, "ComfyUI stopped executing the prompt")
         if isinstance(outcome, ExecutionFailed):
             return execution_error(self.node_id, outcome)
         if isinstance(outcome, Rejected):
             return rejected_error(self.node_id, outcome)
         if isinstance(outcome, Interrupted | Deleted):
             message = f"ComfyUI {outcome.kind} the prompt outside comfyfleet"
-            return fault(self.node_id, f"comfy_{outcome.kind}", message)
+            return fault(self.node_id, code(f"comfy_{outcome.kind}"), message)
         if isinstance(outcome, Lost):
             message = f"ComfyUI lost the prompt (restarted?): {outcome.reason}"
-            return fault(self.node_id, "comfy_lost", message)
-        return fault(self.node_id, "comfy_unavailable", "the prompt's outcome is unknown")
+            return fault(self.node_id, code.COMFY_LOST, message)
+        return fault(self.node_id, code.COMFY_UNAVAILABLE, "the prompt's outcome is unknown")
 
     async def _complete(self, job: Job, outcome: Success) -> None:
         async def collect() -> list[OutputRef]:
@@ -267,8 +269,10 @@ class ComfyRunner:
             # rather than spend an attempt (ComfyUI still has the files).
             refs = await _patiently(collect)
         except ComfyfleetError as exc:
+            too_large = isinstance(exc, OutputTooLarge)
+            code = JobErrorCode.OUTPUT_TOO_LARGE if too_large else JobErrorCode.OUTPUT_UNAVAILABLE
             error = JobError(
-                code=exc.code, message=exc.detail, retryable=exc.retryable, node_id=self.node_id
+                code=code, message=exc.detail, retryable=exc.retryable, node_id=self.node_id
             )
             await self._fail(job, error)
             return
