@@ -11,21 +11,8 @@ from typing import Any
 from comfyfleet.clock import FrozenClock
 from comfyfleet.models.job import TRANSITIONS, JobError, JobErrorCode, JobStatus
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.scripts import JOB_SCRIPT_ARGS
 from tests.store.conftest import LEASE_MS, spec
-
-# Every job script (store/lua/).
-SCRIPTS = (
-    "enqueue",
-    "claim",
-    "renew",
-    "complete",
-    "fail",
-    "release",
-    "cancel",
-    "finish_cancelled",
-    "requeue_expired",
-    "reap_node",
-)
 
 FLAKY = JobError(code=JobErrorCode.COMFY_LOST, message="restarted", retryable=True)
 BROKEN = JobError(code=JobErrorCode.EXECUTION_ERROR, message="bad graph")
@@ -38,7 +25,7 @@ class Recorder:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.made: dict[str, set[Transition]] = {name: set() for name in SCRIPTS}
+        self.made: dict[str, set[Transition]] = {name: set() for name in JOB_SCRIPT_ARGS}
 
     async def status(self, job_id: str) -> JobStatus | None:
         job = await self.store.get(job_id)
@@ -146,7 +133,7 @@ async def test_every_transition_a_script_makes_is_in_the_table(
     # Every entry of the table is made by some script: the table is the whole lifecycle.
     assert allowed == {t for t in made if t[0] is not None}
     # And each script was driven: a script added later must be added here too.
-    assert all(rec.made[name] for name in SCRIPTS if name not in ("renew",))
+    assert all(rec.made[name] for name in JOB_SCRIPT_ARGS if name not in ("renew",))
 
 
 async def test_the_state_events_of_a_job_follow_the_table(

@@ -23,8 +23,8 @@ from comfyfleet.alerts.model import AlertState, Notification
 from comfyfleet.alerts.rules import Counters
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import FencedScript, Lease
-from comfyfleet.store.scripts import fields_of, guarded, text
-from comfyfleet.store.webhooks import DEAD_TTL_MS, Delivery
+from comfyfleet.store.scripts import Script, fields_of, guarded, standalone, text
+from comfyfleet.store.webhooks import DEAD_TTL_MS, ClaimArgs, Delivery, SettleArgs
 
 LEADER_NAME = "alerts"
 
@@ -38,8 +38,8 @@ class AlertStore:
         self.redis = redis
         self.keys = keys
         self._commit = FencedScript(redis, _lua("alerts_commit"))
-        self._claim = redis.register_script(_lua("webhook_claim"))
-        self._settle = redis.register_script(_lua("webhook_settle"))
+        self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
+        self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
 
     @property
     def leader_key(self) -> str:
@@ -88,9 +88,9 @@ class AlertStore:
     @guarded
     async def claim(self, now: int, *, lease_ms: int, limit: int, token: str) -> list[Delivery]:
         """Lease up to `limit` due notifications until now + `lease_ms`."""
-        args: list[Any] = [now, now + lease_ms, limit, self.keys.alert_prefix(), token]
+        args = ClaimArgs(now, now + lease_ms, limit, self.keys.alert_prefix(), token)
         out = []
-        for flat in await self._claim(keys=[self.keys.alerts_due], args=args):
+        for flat in await self._claim([self.keys.alerts_due], args):
             pairs = dict(zip(flat[::2], flat[1::2], strict=True))
             body = pairs.pop(b"body", None) or pairs.pop("body", b"")
             out.append(Delivery.of(fields_of(pairs), body if isinstance(body, bytes)
@@ -99,7 +99,7 @@ class AlertStore:
 
     async def _settle_as(self, d: Delivery, mode: str, now: int, when: int, error: str) -> bool:
         keys = [self.keys.alerts_due, self.keys.alert_prefix() + d.id, self.keys.alerts_dead]
-        return int(await self._settle(keys=keys, args=[d.claim, mode, now, when, error])) == 1
+        return int(await self._settle(keys, SettleArgs(d.claim, mode, now, when, error))) == 1
 
     @guarded
     async def done(self, d: Delivery, now: int) -> bool:

@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.errors import StoreError
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import fields_of, guarded, text
+from comfyfleet.store.scripts import Script, fields_of, guarded, standalone, text
 
 KEY_PREFIX = "cfk_"
 KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
@@ -36,7 +36,6 @@ SECRET_BYTES = 32
 Scope = Literal["workflows"]
 SCOPES: tuple[Scope, ...] = ("workflows",)
 _KEY_RE = re.compile(r"^cfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_LUA = Path(__file__).parent / "lua"
 
 
 class ApiKeyInfo(BaseModel):
@@ -82,6 +81,25 @@ def key_id_of(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+@dataclass(frozen=True)
+class CreateArgs:
+    key_id: str
+    name: str
+    sha256: str
+    now_ms: int
+    scopes: str  # comma-separated, "" for none
+
+
+@dataclass(frozen=True)
+class RevokeArgs:
+    key_id: str
+
+
+@dataclass(frozen=True)
+class TouchArgs:
+    now_ms: int
+
+
 class ApiKeyStore:
     """Create, check, list and revoke keys in one namespace."""
 
@@ -89,9 +107,9 @@ class ApiKeyStore:
         self.redis = redis
         self.keys = keys
         self.clock = clock
-        self._create = redis.register_script((_LUA / "apikey_create.lua").read_text())
-        self._revoke = redis.register_script((_LUA / "apikey_revoke.lua").read_text())
-        self._touch = redis.register_script((_LUA / "apikey_touch.lua").read_text())
+        self._create: Script[CreateArgs] = standalone(redis, "apikey_create")
+        self._revoke: Script[RevokeArgs] = standalone(redis, "apikey_revoke")
+        self._touch: Script[TouchArgs] = standalone(redis, "apikey_touch")
         self._touched: dict[str, int] = {}
 
     @guarded
@@ -101,8 +119,8 @@ class ApiKeyStore:
         for _ in range(5):
             key_id = secrets.token_hex(6)
             key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
-            args: list[str | int] = [key_id, name, digest(key), now, ",".join(granted)]
-            if await self._create(keys=[self.keys.apikey(key_id), self.keys.apikeys], args=args):
+            args = CreateArgs(key_id, name, digest(key), now, ",".join(granted))
+            if await self._create([self.keys.apikey(key_id), self.keys.apikeys], args):
                 return NewApiKey(id=key_id, name=name, created_ms=now, key=key, scopes=granted)
         raise StoreError("could not draw a free API key id")  # 5 collisions of 48 random bits
 
@@ -121,7 +139,7 @@ class ApiKeyStore:
         now = self.clock.now_ms()
         if now - self._touched.get(key_id, 0) >= TOUCH_EVERY_MS:
             self._touched[key_id] = now
-            await self._touch(keys=[self.keys.apikey(key_id)], args=[now])
+            await self._touch([self.keys.apikey(key_id)], TouchArgs(now))
         return info
 
     @guarded
@@ -140,7 +158,7 @@ class ApiKeyStore:
         """Revoke at once; False when no such key."""
         self._touched.pop(key_id, None)
         return bool(
-            await self._revoke(keys=[self.keys.apikey(key_id), self.keys.apikeys], args=[key_id])
+            await self._revoke([self.keys.apikey(key_id), self.keys.apikeys], RevokeArgs(key_id))
         )
 
 

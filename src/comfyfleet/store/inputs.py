@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.errors import ComfyfleetError, ValidationFailed
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded, text
+from comfyfleet.store.scripts import Script, guarded, standalone, text
 
 # An upload no job names yet (ms); and how long a job's enqueue keeps it (ms).
 INPUT_TTL_MS = 3600 * 1000
@@ -39,32 +39,16 @@ INPUT_NAME_PATTERN = rf"^cfin_([0-9a-f]{{{ID_LENGTH}}})\.(png|jpg|webp)$"
 _INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
-# KEYS[1]: the input key. ARGV[1]: TTL (ms); ARGV[2..]: field, value pairs. Store and set
-# the TTL in one step (a crash in between would leave bytes with no TTL); never shorten it.
-# Returns the TTL the input now has (ms).
-_PUT_LUA = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[1]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  return tonumber(ARGV[1])
-end
-return ttl
-"""
-# KEYS: input keys. ARGV[1]: the TTL to hold them for (ms). Extends, never shortens.
-# Returns the 1-based positions of the keys that do not exist.
-_HOLD_LUA = """
-local missing = {}
-for i, key in ipairs(KEYS) do
-  local ttl = redis.call('PTTL', key)
-  if ttl == -2 then
-    missing[#missing + 1] = i
-  elseif ttl >= 0 and ttl < tonumber(ARGV[1]) then
-    redis.call('PEXPIRE', key, ARGV[1])
-  end
-end
-return missing
-"""
+
+@dataclass(frozen=True)
+class PutArgs:
+    ttl_ms: int
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class HoldArgs:
+    ttl_ms: int
 
 
 class UnsupportedImage(ComfyfleetError):
@@ -210,8 +194,8 @@ class InputStore:
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.hold_ms = hold_ms
-        self._put = redis.register_script(_PUT_LUA)
-        self._hold = redis.register_script(_HOLD_LUA)
+        self._put: Script[PutArgs] = standalone(redis, "input_put")
+        self._hold: Script[HoldArgs] = standalone(redis, "input_hold")
 
     @guarded
     async def put(self, data: bytes) -> StoredInput:
@@ -220,10 +204,9 @@ class InputStore:
         info = sniff_image(data)
         digest = hashlib.sha256(data).hexdigest()
         input_id = digest[:ID_LENGTH]
-        fields: list[str | int | bytes] = ["data", data, "content_type", info.content_type]
-        fields += ["size", len(data), "width", info.width, "height", info.height]
-        fields += ["sha256", digest]
-        ttl = await self._put(keys=[self.keys.input(input_id)], args=[self.ttl_ms, *fields])
+        fields = {"content_type": info.content_type, "size": str(len(data)), "sha256": digest}
+        fields.update(width=str(info.width), height=str(info.height))
+        ttl = await self._put([self.keys.input(input_id)], PutArgs(self.ttl_ms, fields), data)
         return StoredInput(input_id, input_name(input_id, info), info, len(data), digest,
                            self.clock.now_ms() + int(ttl))  # fmt: skip
 
@@ -234,7 +217,7 @@ class InputStore:
         ids = list(dict.fromkeys(input_ids))
         if not ids:
             return []
-        missing = await self._hold(keys=[self.keys.input(i) for i in ids], args=[self.hold_ms])
+        missing = await self._hold([self.keys.input(i) for i in ids], HoldArgs(self.hold_ms))
         return [ids[int(pos) - 1] for pos in missing]
 
     @guarded

@@ -38,7 +38,17 @@ from comfyfleet.store.nodes import DEFAULT_LOST_AFTER_MS
 from comfyfleet.store.scripts import (
     COUNTERS,
     STATUS_ORDER,
-    Scripts,
+    CancelArgs,
+    ClaimArgs,
+    CompleteArgs,
+    EnqueueArgs,
+    FailArgs,
+    JobScripts,
+    Namespace,
+    OwnerArgs,
+    ReapNodeArgs,
+    RenewArgs,
+    RequeueExpiredArgs,
     fields_of,
     guarded,
     job_of,
@@ -54,7 +64,9 @@ PROMOTE_LIMIT = 1000
 # One list_jobs call reads the index at most this many times to fill a page whose entries
 # turned out to be expired jobs.
 LIST_ROUNDS = 4
-MAX_PAGE = 1000
+# Page sizes of a job listing: the API handler and its OpenAPI entry read these.
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 # Most queue entries one claim looks at per pool to find a job that does not avoid the
 # claiming node (see claim.lua): bounds the cost of a claim whatever the queue holds.
 CLAIM_SCAN = 32
@@ -89,31 +101,19 @@ class JobStore:
         self.retention_ms = retention_ms
         self.idempotency_ttl_ms = idempotency_ttl_ms
         self.events_maxlen = events_maxlen
-        self._scripts = Scripts(redis)
+        self._scripts = JobScripts(
+            redis, Namespace.of(keys, events_maxlen=events_maxlen, retention_ms=retention_ms)
+        )
         self._events = EventLog(redis, keys, maxlen=events_maxlen)
         self._wake = WakeListener(redis, keys.wake_channel)
         self._status_keys = [keys.jobs_by_status(s) for s in STATUS_ORDER]
         self._owns_client = False
 
     @classmethod
-    def from_config(
-        cls,
-        cfg: RedisConfig,
-        clock: Clock = SYSTEM_CLOCK,
-        *,
-        retention_ms: int = DEFAULT_RETENTION_MS,
-        idempotency_ttl_ms: int = DEFAULT_IDEMPOTENCY_TTL_MS,
-        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    ) -> JobStore:
-        """A store with a client of its own (see `connect`), which `close` closes."""
-        store = cls(
-            connect(cfg),
-            Keys(cfg.namespace),
-            clock,
-            retention_ms=retention_ms,
-            idempotency_ttl_ms=idempotency_ttl_ms,
-            events_maxlen=events_maxlen,
-        )
+    def from_config(cls, cfg: RedisConfig, clock: Clock = SYSTEM_CLOCK, **limits: int) -> JobStore:
+        """A store with a client of its own (see `connect`), which `close` closes. `limits`:
+        the keyword arguments of the constructor (retention_ms, ...)."""
+        store = cls(connect(cfg), Keys(cfg.namespace), clock, **limits)
         store._owns_client = True
         return store
 
@@ -154,7 +154,6 @@ class JobStore:
             idempotency_key=idempotency_key,
             **spec.model_dump(),
         )
-        flat = [item for pair in job.to_fields().items() for item in pair]
         keys = [
             *self._status_keys,
             self.keys.job(job_id),
@@ -166,9 +165,14 @@ class JobStore:
         ]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(idempotency_key))
-        args: list[str | int] = [now, job_id, self.idempotency_ttl_ms, self.events_maxlen]
-        args += [self.keys.wake_channel, self.keys.job_prefix(), max(0, queue_limit or 0), *flat]
-        reply = await self._scripts.run("enqueue", keys, args)
+        args = EnqueueArgs(
+            now_ms=now,
+            job_id=job_id,
+            idempotency_ttl_ms=self.idempotency_ttl_ms,
+            queue_limit=max(0, queue_limit or 0),
+            fields=job.to_fields(),
+        )
+        reply = await self._scripts.enqueue(keys, args)
         if text(reply[0]) == "conflict":
             raise Conflict(f"job id {job_id!r} is taken", job_id=job_id)
         if text(reply[0]) == "full":
@@ -205,17 +209,17 @@ class JobStore:
             self.keys.stats,
             *(self.keys.queue(pool) for pool in dict.fromkeys(pools)),
         ]
-        args: list[str | int] = [
-            self.clock.now_ms(),
-            node_id,
-            capacity,
-            lease_ms,
-            self.events_maxlen,
-        ]
-        args += [self.keys.job_prefix(), self.keys.events_prefix(), self.keys.queue_prefix()]
-        args += [PROMOTE_LIMIT, self.keys.wake_channel, self.keys.ready_prefix()]
-        args += [self.clock.now_ms() - ready_within_ms, CLAIM_SCAN]
-        reply = await self._scripts.run("claim", keys, args)
+        now = self.clock.now_ms()
+        args = ClaimArgs(
+            now_ms=now,
+            node_id=node_id,
+            capacity=capacity,
+            lease_ms=lease_ms,
+            promote_limit=PROMOTE_LIMIT,
+            ready_since_ms=now - ready_within_ms,
+            scan=CLAIM_SCAN,
+        )
+        reply = await self._scripts.claim(keys, args)
         return [job_of(fields) for fields in reply]
 
     @guarded
@@ -224,16 +228,15 @@ class JobStore:
         hold the lease of a running job (lost it, or the job ended): stop working on it."""
         keys = [*self._status_keys, self.keys.job(job_id), self.keys.running]
         keys.append(self.keys.events(job_id))
-        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, lease_ms, self.events_maxlen]
-        return int(await self._scripts.run("renew", keys, args)) == 1
+        args = RenewArgs(self.clock.now_ms(), job_id, node_id, lease_ms)
+        return int(await self._scripts.renew(keys, args)) == 1
 
     @guarded
     async def complete(self, job_id: str, node_id: str, outputs: Sequence[OutputRef]) -> Job:
         """The owner records success. NotOwner / InvalidTransition (finished) / NotFound."""
         payload = orjson.dumps([o.model_dump(mode="json") for o in outputs]).decode()
-        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, payload, self.retention_ms]
-        args.append(self.events_maxlen)
-        reply = await self._scripts.run("complete", self._owner_keys(job_id, node_id), args)
+        args = CompleteArgs(self.clock.now_ms(), job_id, node_id, payload)
+        reply = await self._scripts.complete(self._owner_keys(job_id, node_id), args)
         return self._answer(reply, job_id, node_id)
 
     @guarded
@@ -245,10 +248,15 @@ class JobStore:
             error = error.model_copy(update={"node_id": node_id})
         keys = self._owner_keys(job_id, node_id)
         keys += [self.keys.queue(await self._pool_of(job_id)), self.keys.delayed]
-        args: list[str | int] = [self.clock.now_ms(), job_id, node_id, error.model_dump_json()]
-        args += ["1" if error.retryable else "0", max(0, backoff_ms), self.retention_ms]
-        args += [self.events_maxlen, self.keys.wake_channel]
-        return self._answer(await self._scripts.run("fail", keys, args), job_id, node_id)
+        args = FailArgs(
+            now_ms=self.clock.now_ms(),
+            job_id=job_id,
+            node_id=node_id,
+            error_json=error.model_dump_json(),
+            retryable=error.retryable,
+            backoff_ms=max(0, backoff_ms),
+        )
+        return self._answer(await self._scripts.fail(keys, args), job_id, node_id)
 
     @guarded
     async def release(self, job_id: str, node_id: str) -> Job:
@@ -256,15 +264,8 @@ class JobStore:
         (cancelled instead if a cancel was requested). Same refusals as `complete`."""
         keys = self._owner_keys(job_id, node_id)
         keys.append(self.keys.queue(await self._pool_of(job_id)))
-        args: list[str | int] = [
-            self.clock.now_ms(),
-            job_id,
-            node_id,
-            self.retention_ms,
-            self.events_maxlen,
-        ]
-        args.append(self.keys.wake_channel)
-        return self._answer(await self._scripts.run("release", keys, args), job_id, node_id)
+        args = OwnerArgs(self.clock.now_ms(), job_id, node_id)
+        return self._answer(await self._scripts.release(keys, args), job_id, node_id)
 
     @guarded
     async def cancel(self, job_id: str) -> Job:
@@ -279,24 +280,15 @@ class JobStore:
             self.keys.events(job_id),
             self.keys.stats,
         ]
-        args: list[str | int] = [self.clock.now_ms(), job_id, self.retention_ms, self.events_maxlen]
-        args.append(self.keys.cancel_channel)
-        return self._answer(await self._scripts.run("cancel", keys, args), job_id, None)
+        args = CancelArgs(self.clock.now_ms(), job_id)
+        return self._answer(await self._scripts.cancel(keys, args), job_id, None)
 
     @guarded
     async def finish_cancelled(self, job_id: str, node_id: str) -> Job:
         """The owner reports the job stopped: running -> cancelled."""
-        args: list[str | int] = [
-            self.clock.now_ms(),
-            job_id,
-            node_id,
-            self.retention_ms,
-            self.events_maxlen,
-        ]
+        args = OwnerArgs(self.clock.now_ms(), job_id, node_id)
         keys = self._owner_keys(job_id, node_id)
-        return self._answer(
-            await self._scripts.run("finish_cancelled", keys, args), job_id, node_id
-        )
+        return self._answer(await self._scripts.finish_cancelled(keys, args), job_id, node_id)
 
     @guarded
     async def requeue_expired(self, *, limit: int = 100) -> list[str]:
@@ -304,10 +296,8 @@ class JobStore:
         their place (attempt recorded as `lease_expired`), failed when out of attempts, or
         cancelled when a cancel was requested. Returns their ids. Safe to run concurrently."""
         keys = [*self._status_keys, self.keys.running, self.keys.delayed, self.keys.stats]
-        args: list[str | int] = [self.clock.now_ms(), limit, self.events_maxlen, self.retention_ms]
-        args += [self.keys.job_prefix(), self.keys.events_prefix(), self.keys.queue_prefix()]
-        args += [self.keys.owned_prefix(), self.keys.wake_channel]
-        reply = await self._scripts.run("requeue_expired", keys, args)
+        args = RequeueExpiredArgs(self.clock.now_ms(), limit)
+        reply = await self._scripts.requeue_expired(keys, args)
         return [text(job_id) for job_id in reply]
 
     @guarded
@@ -318,11 +308,8 @@ class JobStore:
         any number of concurrent callers. A node seen since then is left alone: (False, [])."""
         keys = [*self._status_keys, self.keys.running, self.keys.stats, self.keys.nodes]
         keys += [self.keys.owned(node_id), self.keys.lost]
-        args: list[str | int] = [self.clock.now_ms(), node_id, lost_before_ms]
-        args += [self.events_maxlen, self.retention_ms, self.keys.job_prefix()]
-        args += [self.keys.events_prefix(), self.keys.queue_prefix(), self.keys.owned_prefix()]
-        args.append(self.keys.wake_channel)
-        reply = await self._scripts.run("reap_node", keys, args)
+        args = ReapNodeArgs(self.clock.now_ms(), node_id, lost_before_ms)
+        reply = await self._scripts.reap_node(keys, args)
         return int(reply[0]) == 1, [text(job_id) for job_id in reply[1:]]
 
     def _owner_keys(self, job_id: str, node_id: str) -> list[str]:
@@ -357,7 +344,11 @@ class JobStore:
 
     @guarded
     async def list_jobs(
-        self, *, status: JobStatus | None = None, cursor: str | None = None, limit: int = 50
+        self,
+        *,
+        status: JobStatus | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
     ) -> tuple[list[Job], str | None]:
         """Newest first, `limit` at most (1..MAX_PAGE). Returns the page and the cursor of the
         next one (None: no more). Entries of expired jobs are dropped from the index here."""

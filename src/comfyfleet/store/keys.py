@@ -50,8 +50,7 @@ key                        type   TTL             written by
                                                   options (events, base URL, progress cursor)
 {ns}:webhooks:fleet        STRING -               balancer with a fleet-wide webhook: "1"
 {ns}:webhooks:ended        ZSET   -               _lib.lua finish() (score ended ms): jobs whose
-                                                  webhooks are due; the key is built in Lua from
-                                                  the job key's `{ns}:` prefix (see webhook_ended)
+                                                  webhooks are due (name passed in NS)
 {ns}:webhooks:due          ZSET   -               store/webhooks.py (score due ms, or the claim
                                                   deadline while a replica sends it)
 {ns}:webhook:<id>          HASH   dead TTL once   store/webhooks.py: one delivery (url, body,
@@ -74,8 +73,8 @@ key                        type   TTL             written by
 {ns}:hist                  HASH   -               lua/_observe.lua (claim, finish) and senders:
                                                   fleet-wide histogram buckets (histograms.py)
 {ns}:stats:ended           HASH   -               lua/_observe.lua finish: ended jobs per
-                                                  workflow, pool and status; both built in Lua
-                                                  from the job key's `{ns}:` prefix
+                                                  workflow, pool and status (both names
+                                                  passed to Lua in NS)
 """
 
 from __future__ import annotations
@@ -208,7 +207,7 @@ class Keys:
 
     @property
     def webhook_ended(self) -> str:
-        """Written by `finish()` in lua/_lib.lua, which builds the same name from the job key."""
+        """Written by `finish()` in lua/_lib.lua (passed in the scripts' `Namespace`)."""
         return f"{self.prefix}:webhooks:ended"
 
     @property
@@ -257,10 +256,10 @@ class Keys:
 
     @property
     def hist(self) -> str:
-        """Written by lua/_observe.lua, which builds the same name from the job key."""
+        """Written by lua/_observe.lua (passed in the scripts' `Namespace`)."""
         return f"{self.prefix}:hist"
 
     @property
     def stats_ended(self) -> str:
-        """Written by lua/_observe.lua, which builds the same name from the job key."""
+        """Written by lua/_observe.lua (passed in the scripts' `Namespace`)."""
         return f"{self.prefix}:stats:ended"

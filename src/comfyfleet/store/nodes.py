@@ -18,16 +18,12 @@ import redis.asyncio as aioredis
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.models.node import NodeInfo, NodeState
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded
+from comfyfleet.store.scripts import guarded, text
 
 DEFAULT_HEARTBEAT_MS = 2_000
 # A node missing this many heartbeats in a row is lost.
 LOST_AFTER_BEATS = 3
 DEFAULT_LOST_AFTER_MS = DEFAULT_HEARTBEAT_MS * LOST_AFTER_BEATS
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class NodeRegistry:
@@ -92,7 +88,7 @@ class NodeRegistry:
     @guarded
     async def all(self) -> list[NodeInfo]:
         """Every registered node, lost ones included (marked LOST), by id."""
-        ids = [_text(i) for i in await self.redis.zrange(self.keys.nodes, 0, -1)]
+        ids = [text(i) for i in await self.redis.zrange(self.keys.nodes, 0, -1)]
         if not ids:
             return []
         raws = await self.redis.mget([self.keys.node(i) for i in ids])
@@ -107,7 +103,7 @@ class NodeRegistry:
     async def lost_nodes(self) -> list[str]:
         """Ids whose last heartbeat is older than the lost bound."""
         cutoff = self.lost_cutoff_ms()
-        return [_text(i) for i in await self.redis.zrangebyscore(self.keys.nodes, 0, cutoff)]
+        return [text(i) for i in await self.redis.zrangebyscore(self.keys.nodes, 0, cutoff)]
 
     def lost_cutoff_ms(self) -> int:
         """A node last seen at or before this time (ms since the epoch) is lost."""
@@ -117,7 +113,7 @@ class NodeRegistry:
     async def marked_lost(self) -> dict[str, int]:
         """Nodes the reaper marked lost -> when (ms since the epoch)."""
         pairs: Any = await self.redis.zrange(self.keys.lost, 0, -1, withscores=True)
-        return {_text(node): int(score) for node, score in pairs}
+        return {text(node): int(score) for node, score in pairs}
 
     @guarded
     async def forget(self, node_id: str) -> None:
@@ -148,4 +144,4 @@ class NodeRegistry:
     async def drain_requested(self, node_id: str) -> bool | None:
         """The last drain request for the node: True, False, or None if none was made."""
         raw = await self.redis.hget(self.keys.node_control(node_id), "drain")
-        return None if raw is None else _text(raw) == "1"
+        return None if raw is None else text(raw) == "1"

@@ -1,48 +1,34 @@
-"""The job scripts: one `.lua` file per state change, shipped inside the package.
+"""Calling Lua scripts: one typed wrapper per script, named arguments, keys from keys.py.
 
-Each script is the shared prelude (`lua/_lib.lua`, after constants generated from the job
-model so Lua and Python agree on the queue score) followed by its own file. `Scripts`
-registers them on one client; redis-py's `register_script` sends EVALSHA and falls back to
-EVAL (loading the script) on NOSCRIPT, e.g. after a server restart or failover.
+Every script is called as `script(keys, args)`: KEYS in the order its header lists, and
+`args` a frozen dataclass of its named arguments, sent as one JSON object in ARGV[1] that
+the script reads as `A.<name>` (bytes that are not text, such as an uploaded image, follow
+in ARGV[2..] and are named in the script's header). No script works out a key name itself:
+keys it cannot know in advance (ids it pops) are built from prefixes made in `keys.py`.
+
+The job scripts (`lua/<name>.lua` after the prelude `lua/_lib.lua` and constants generated
+from the job model) also get the store's namespace context `NS` (key prefixes, channels,
+limits) from ARGV[1] and their own arguments from ARGV[2]. redis-py's `register_script`
+sends EVALSHA and falls back to EVAL (loading the script) on NOSCRIPT, e.g. after a server
+restart or failover.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import ComfyfleetError, InvalidTransition, NotFound, NotOwner, StoreError
-from comfyfleet.models.job import MAX_PRIORITY, Job, JobStatus
+from comfyfleet.models.job import MAX_PRIORITY, Job, JobErrorCode, JobStatus
+from comfyfleet.store.keys import Keys
 
-ScriptName = Literal[
-    "enqueue",
-    "claim",
-    "renew",
-    "complete",
-    "fail",
-    "release",
-    "cancel",
-    "finish_cancelled",
-    "requeue_expired",
-    "reap_node",
-]
-SCRIPT_NAMES: tuple[ScriptName, ...] = (
-    "enqueue",
-    "claim",
-    "renew",
-    "complete",
-    "fail",
-    "release",
-    "cancel",
-    "finish_cancelled",
-    "requeue_expired",
-    "reap_node",
-)
 # The queue score is (MAX_PRIORITY - priority) * SEQ_SHIFT + seq: priority above a sequence
 # of up to 2**40 enqueues, and at most 201 * 2**40 < 2**53, so a double holds it exactly.
 SEQ_SHIFT = 2**40
@@ -66,31 +52,208 @@ COUNTERS = (
     "stale",
 )
 
+Args = TypeVar("Args")
 
-def _read(name: str) -> str:
-    return resources.files("comfyfleet.store").joinpath("lua", name).read_text("utf-8")
+
+def read_lua(name: str) -> str:
+    """The text of `lua/<name>.lua` inside the package."""
+    return resources.files("comfyfleet.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+ARGS_PRELUDE = "local A = cjson.decode(ARGV[1])\n"
+
+
+class Script(Generic[Args]):
+    """One Lua script registered on one client, called with its named arguments `Args`
+    (a frozen dataclass) as `A` and, for job scripts, the namespace context as `NS`."""
+
+    def __init__(self, redis: aioredis.Redis, source: str, *, context: bytes | None = None):
+        self._script = redis.register_script(source)
+        self._context = [context] if context is not None else []
+
+    async def __call__(self, keys: Sequence[str], args: Args, *blobs: bytes) -> Any:
+        argv = [*self._context, orjson.dumps(args), *blobs]
+        return await self._script(keys=list(keys), args=argv)
+
+
+def standalone(redis: aioredis.Redis, name: str) -> Script[Any]:
+    """A script that stands alone (`lua/<name>.lua`, no job prelude): it reads `A`."""
+    return Script(redis, ARGS_PRELUDE + read_lua(name))
+
+
+# -- job scripts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """What every job script may need besides its own arguments (`NS` in Lua): key
+    prefixes and channels from keys.py, for keys built from ids a script pops, and the
+    store's limits. The same for every call of one store."""
+
+    job_prefix: str
+    events_prefix: str
+    queue_prefix: str
+    owned_prefix: str
+    ready_prefix: str
+    wake_channel: str
+    cancel_channel: str
+    webhook_ended: str
+    webhook_fleet: str
+    hist: str
+    stats_ended: str
+    events_maxlen: int
+    retention_ms: int
+
+    @classmethod
+    def of(cls, keys: Keys, *, events_maxlen: int, retention_ms: int) -> Namespace:
+        return cls(
+            job_prefix=keys.job_prefix(),
+            events_prefix=keys.events_prefix(),
+            queue_prefix=keys.queue_prefix(),
+            owned_prefix=keys.owned_prefix(),
+            ready_prefix=keys.ready_prefix(),
+            wake_channel=keys.wake_channel,
+            cancel_channel=keys.cancel_channel,
+            webhook_ended=keys.webhook_ended,
+            webhook_fleet=keys.webhook_fleet,
+            hist=keys.hist,
+            stats_ended=keys.stats_ended,
+            events_maxlen=events_maxlen,
+            retention_ms=retention_ms,
+        )
+
+
+@dataclass(frozen=True)
+class EnqueueArgs:
+    now_ms: int
+    job_id: str
+    idempotency_ttl_ms: int
+    queue_limit: int  # refuse when the pool's queue holds this many jobs; 0: no bound
+    fields: dict[str, str]  # the job hash (Job.to_fields); seq is assigned by the script
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    now_ms: int
+    node_id: str
+    capacity: int
+    lease_ms: int
+    promote_limit: int
+    ready_since_ms: int  # a node last seen ready before this does not count as ready
+    scan: int
+
+
+@dataclass(frozen=True)
+class RenewArgs:
+    now_ms: int
+    job_id: str
+    node_id: str
+    lease_ms: int
+
+
+@dataclass(frozen=True)
+class CompleteArgs:
+    now_ms: int
+    job_id: str
+    node_id: str
+    outputs_json: str
+
+
+@dataclass(frozen=True)
+class FailArgs:
+    now_ms: int
+    job_id: str
+    node_id: str
+    error_json: str
+    retryable: bool
+    backoff_ms: int
+
+
+@dataclass(frozen=True)
+class OwnerArgs:
+    """release and finish_cancelled: the owner's write needs nothing else."""
+
+    now_ms: int
+    job_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class CancelArgs:
+    now_ms: int
+    job_id: str
+
+
+@dataclass(frozen=True)
+class RequeueExpiredArgs:
+    now_ms: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ReapNodeArgs:
+    now_ms: int
+    node_id: str
+    lost_before_ms: int
+
+
+def _lua_codes() -> str:
+    """JobErrorCode as a Lua table that refuses unknown names, so a misspelt code in a
+    script fails loudly instead of writing nil."""
+    entries = ", ".join(f"{code.value} = '{code.value}'" for code in JobErrorCode)
+    return (
+        f"local CODE = setmetatable({{ {entries} }}, {{ __index = function(_, name)\n"
+        "  error('unknown job error code ' .. tostring(name)) end })\n"
+    )
 
 
 @functools.cache
-def source(name: ScriptName) -> str:
-    """The full text sent to Redis for one script (prelude + its file)."""
+def source(name: str) -> str:
+    """The full text sent to Redis for one job script (constants, prelude, its file)."""
     constants = f"local MAX_PRIORITY = {MAX_PRIORITY}\nlocal SEQ_SHIFT = {SEQ_SHIFT}\n"
     from comfyfleet.store import histograms  # it uses this module's helpers
 
-    constants += histograms.lua_bounds()
-    prelude = _read("_observe.lua") + "\n" + _read("_lib.lua")
-    return constants + prelude + "\n" + _read(f"{name}.lua")
+    constants += histograms.lua_bounds() + _lua_codes()
+    context = "local NS, A = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])\n"
+    prelude = context + read_lua("_observe") + "\n" + read_lua("_lib")
+    return constants + prelude + "\n" + read_lua(name)
 
 
-class Scripts:
-    """The job scripts registered on one client (registering costs nothing on the server)."""
+# Each job script and the dataclass of its named arguments (tests check the script reads
+# exactly these names).
+JOB_SCRIPT_ARGS: dict[str, type] = {
+    "enqueue": EnqueueArgs,
+    "claim": ClaimArgs,
+    "renew": RenewArgs,
+    "complete": CompleteArgs,
+    "fail": FailArgs,
+    "release": OwnerArgs,
+    "cancel": CancelArgs,
+    "finish_cancelled": OwnerArgs,
+    "requeue_expired": RequeueExpiredArgs,
+    "reap_node": ReapNodeArgs,
+}
 
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._scripts = {name: redis.register_script(source(name)) for name in SCRIPT_NAMES}
 
-    async def run(self, name: ScriptName, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """Run one script; KEYS and ARGV as its header documents."""
-        return await self._scripts[name](keys=list(keys), args=list(args))
+class JobScripts:
+    """The job scripts registered on one client, each typed by its arguments."""
+
+    def __init__(self, redis: aioredis.Redis, namespace: Namespace) -> None:
+        context = orjson.dumps(namespace)
+
+        def script(name: str) -> Script[Any]:
+            return Script(redis, source(name), context=context)
+
+        self.enqueue: Script[EnqueueArgs] = script("enqueue")
+        self.claim: Script[ClaimArgs] = script("claim")
+        self.renew: Script[RenewArgs] = script("renew")
+        self.complete: Script[CompleteArgs] = script("complete")
+        self.fail: Script[FailArgs] = script("fail")
+        self.release: Script[OwnerArgs] = script("release")
+        self.cancel: Script[CancelArgs] = script("cancel")
+        self.finish_cancelled: Script[OwnerArgs] = script("finish_cancelled")
+        self.requeue_expired: Script[RequeueExpiredArgs] = script("requeue_expired")
+        self.reap_node: Script[ReapNodeArgs] = script("reap_node")
 
 
 # -- replies ----------------------------------------------------------------------------
@@ -112,8 +275,9 @@ def guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]
     return wrapper
 
 
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def text(value: Any) -> str:
+    """A Redis reply value as str, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def fields_of(raw: Mapping[Any, Any]) -> dict[str, str]:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import fields_of, guarded, text
+from comfyfleet.store.scripts import Script, fields_of, guarded, standalone, text
 
 # How long a given-up delivery's record stays for inspection (ms).
 DEAD_TTL_MS = 7 * 24 * 3600 * 1000
@@ -33,9 +32,38 @@ DEAD_TTL_MS = 7 * 24 * 3600 * 1000
 HOOK_TTL_MS = 8 * 24 * 3600 * 1000
 
 
-def _script(redis: aioredis.Redis, name: str) -> Any:
-    source = resources.files("comfyfleet.store").joinpath("lua", f"{name}.lua").read_text()
-    return redis.register_script(source)
+@dataclass(frozen=True)
+class CollectArgs:
+    now_ms: int
+    job_id: str
+    guard: bool  # only if the job is still in `ended`, and take it out
+    delivery_prefix: str
+    deliveries: list[dict[str, str | int]]  # id, url, event, body, max_attempts
+
+
+@dataclass(frozen=True)
+class LeaseArgs:
+    now_ms: int
+    deadline_ms: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    now_ms: int
+    deadline_ms: int
+    limit: int
+    delivery_prefix: str
+    token: str
+
+
+@dataclass(frozen=True)
+class SettleArgs:
+    token: str
+    mode: str  # "done" | "retry" | "dead"
+    now_ms: int
+    when_ms: int  # retry: when to try again; dead: how long to keep the record
+    error: str
 
 
 @dataclass(frozen=True)
@@ -93,10 +121,10 @@ class WebhookStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._collect = _script(redis, "webhook_collect")
-        self._claim = _script(redis, "webhook_claim")
-        self._settle = _script(redis, "webhook_settle")
-        self._lease = _script(redis, "webhook_lease")
+        self._collect: Script[CollectArgs] = standalone(redis, "webhook_collect")
+        self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
+        self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
+        self._lease: Script[LeaseArgs] = standalone(redis, "webhook_lease")
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -145,19 +173,21 @@ class WebhookStore:
     async def _add(
         self, job_id: str, deliveries: Iterable[NewDelivery], now: int, *, guard: bool
     ) -> int:
-        args: list[str | int | bytes] = [now, job_id, "1" if guard else "0",
-                                         self.keys.webhook_prefix()]  # fmt: skip
-        for d in (d.with_id() for d in deliveries):
-            args += [d.id, d.url, d.event, d.body, d.max_attempts]
+        rows: list[dict[str, str | int]] = [
+            {"id": d.id, "url": d.url, "event": d.event, "body": d.body.decode(),
+             "max_attempts": d.max_attempts}
+            for d in (d.with_id() for d in deliveries)
+        ]  # fmt: skip
+        args = CollectArgs(now, job_id, guard, self.keys.webhook_prefix(), rows)
         keys = [self.keys.webhook_ended, self.keys.webhook_due]
-        return int(await self._collect(keys=keys, args=args))
+        return int(await self._collect(keys, args))
 
     # -- following running jobs --------------------------------------------------------
 
     @guarded
     async def lease_following(self, now: int, lease_ms: int, limit: int) -> list[str]:
         keys = [self.keys.webhook_following]
-        return [text(m) for m in await self._lease(keys=keys, args=[now, now + lease_ms, limit])]
+        return [text(m) for m in await self._lease(keys, LeaseArgs(now, now + lease_ms, limit))]
 
     @guarded
     async def followed(self, job_id: str, *, cursor: str, next_ms: int | None) -> None:
@@ -177,8 +207,8 @@ class WebhookStore:
     async def claim(self, now: int, *, lease_ms: int, limit: int) -> list[Delivery]:
         """Lease up to `limit` due deliveries to this caller until now + `lease_ms`."""
         token = uuid.uuid4().hex
-        args: list[str | int] = [now, now + lease_ms, limit, self.keys.webhook_prefix(), token]
-        reply = await self._claim(keys=[self.keys.webhook_due], args=args)
+        args = ClaimArgs(now, now + lease_ms, limit, self.keys.webhook_prefix(), token)
+        reply = await self._claim([self.keys.webhook_due], args)
         out = []
         for flat in reply:
             pairs = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -189,7 +219,7 @@ class WebhookStore:
 
     async def _settle_as(self, d: Delivery, mode: str, now: int, when: int, error: str) -> bool:
         keys = [self.keys.webhook_due, self.keys.webhook(d.id), self.keys.webhook_dead]
-        return int(await self._settle(keys=keys, args=[d.claim, mode, now, when, error])) == 1
+        return int(await self._settle(keys, SettleArgs(d.claim, mode, now, when, error))) == 1
 
     @guarded
     async def done(self, d: Delivery, now: int) -> bool:

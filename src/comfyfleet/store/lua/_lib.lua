@@ -1,10 +1,14 @@
--- Shared prelude: scripts.py prepends this file to every job script (after two constants it
--- generates from models/job.py: MAX_PRIORITY and SEQ_SHIFT), so the helpers below exist once.
+-- Shared prelude: scripts.py prepends this file to every job script (after what it
+-- generates from models/job.py: MAX_PRIORITY, SEQ_SHIFT and CODE, the job error codes), so
+-- the helpers below exist once.
 --
 -- Contract every job script follows:
 --   KEYS[1..5]  the per-status job indexes (ZSET, score seq), in the order queued, running,
 --               succeeded, failed, cancelled -- set_status() keeps them true.
---   Times are integer ms from the caller's Clock (ARGV), never Redis TIME, so tests can
+--   NS          ARGV[1] decoded: the namespace context (scripts.Namespace): key prefixes
+--               and channels built in keys.py, events_maxlen, retention_ms.
+--   A           ARGV[2] decoded: the script's named arguments (its dataclass in scripts.py).
+--   Times are integer ms from the caller's Clock (A.now_ms), never Redis TIME, so tests can
 --   freeze time. Numbers inside event/history JSON stay below 14 significant digits, which
 --   is what cjson prints exactly.
 
@@ -52,8 +56,9 @@ local function json_object(fields, raw)
 end
 
 -- Append one event (fields `type` and `data`, data is JSON) to the job's capped stream.
-local function emit(events_key, maxlen, kind, data_json)
-  return redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'type', kind, 'data', data_json)
+local function emit(events_key, kind, data_json)
+  return redis.call('XADD', events_key, 'MAXLEN', '~', NS.events_maxlen, '*', 'type', kind,
+    'data', data_json)
 end
 
 -- Append one AttemptRecord (models/job.py) to the job's JSON `history` list, by text so the
@@ -104,20 +109,18 @@ local function requeue(job_key, job_id, queue_key, now)
 end
 
 -- End a job: stamp it and let its hash and event stream expire after the retention.
-local function finish(job_key, job_id, events_key, status, now, retention_ms)
+local function finish(job_key, job_id, events_key, status, now)
   set_status(job_key, job_id, status)
   redis.call('HSET', job_key, 'finished_ms', now, 'updated_ms', now, 'lease_deadline_ms', '',
     'not_before_ms', '')
-  redis.call('PEXPIRE', job_key, retention_ms)
-  redis.call('PEXPIRE', events_key, retention_ms)
+  redis.call('PEXPIRE', job_key, NS.retention_ms)
+  redis.call('PEXPIRE', events_key, NS.retention_ms)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
-  -- dies now cannot lose the notification. Keys.webhook_ended/webhook_fleet, built from the
-  -- job key's `{ns}:` prefix (4 = #'job:'), so they share its hash tag.
-  local ns = string.sub(job_key, 1, #job_key - #job_id - 4)
-  observe_end(job_key, ns, status, now)
+  -- dies now cannot lose the notification.
+  observe_end(job_key, status, now)
   local hook = redis.call('HGET', job_key, 'webhook_url')
-  if (hook and hook ~= '') or redis.call('EXISTS', ns .. 'webhooks:fleet') == 1 then
-    redis.call('ZADD', ns .. 'webhooks:ended', now, job_id)
+  if (hook and hook ~= '') or redis.call('EXISTS', NS.webhook_fleet) == 1 then
+    redis.call('ZADD', NS.webhook_ended, now, job_id)
   end
 end
 
@@ -130,52 +133,52 @@ end
 -- and the job is queued again at its place, avoiding that node (claim passes it over there
 -- while another node can take it), or fails when its attempts are used up, or ends
 -- cancelled when a cancel was requested. `f` is HMGET status, node_id, lease_deadline_ms,
--- attempts, max_attempts, cancel_requested, pool. `ctx` holds now, maxlen, retention,
--- job/events/queue/owned key prefixes, and the running and stats keys. Returns the status.
+-- attempts, max_attempts, cancel_requested, pool. `ctx` holds now and the running and
+-- stats keys. Returns the status.
 local TAKE_BACK_FIELDS = { 'status', 'node_id', 'lease_deadline_ms', 'attempts', 'max_attempts',
   'cancel_requested', 'pool' }
 local function take_back(job_id, f, outcome, message, ctx)
-  local job_key, events_key = ctx.job_prefix .. job_id, ctx.events_prefix .. job_id
+  local job_key, events_key = NS.job_prefix .. job_id, NS.events_prefix .. job_id
   local node_id, attempt, now = f[2], tonumber(f[4]) or 0, ctx.now
   local error_json = json_object(
     { code = outcome, message = message, retryable = true, node_id = node_id },
     { details = '{}' })
   append_history(job_key, node_id, now, outcome, error_json)
-  drop_lease(job_key, job_id, ctx.running_key, ctx.owned_prefix .. node_id)
+  drop_lease(job_key, job_id, ctx.running_key, NS.owned_prefix .. node_id)
   redis.call('HSET', job_key, 'error', error_json)
   redis.call('HINCRBY', ctx.stats_key, 'expired', 1)
   local event = { node_id = node_id, attempt = attempt, reason = outcome, at_ms = now }
   if f[6] == '1' then
-    finish(job_key, job_id, events_key, 'cancelled', now, ctx.retention)
+    finish(job_key, job_id, events_key, 'cancelled', now)
     redis.call('HINCRBY', ctx.stats_key, 'cancelled', 1)
     event.status = 'cancelled'
   elseif attempt < (tonumber(f[5]) or 1) then
-    requeue(job_key, job_id, ctx.queue_prefix .. f[7], now)
+    requeue(job_key, job_id, NS.queue_prefix .. f[7], now)
     redis.call('HSET', job_key, 'avoid_node', node_id)
     redis.call('HINCRBY', ctx.stats_key, 'retried', 1)
     event.status = 'queued'
   else
-    finish(job_key, job_id, events_key, 'failed', now, ctx.retention)
+    finish(job_key, job_id, events_key, 'failed', now)
     redis.call('HINCRBY', ctx.stats_key, 'failed', 1)
     event.status = 'failed'
   end
-  emit(events_key, ctx.maxlen, 'state', json_object(event, { error = error_json }))
+  emit(events_key, 'state', json_object(event, { error = error_json }))
   return event.status
 end
 
 -- Move delayed (backing-off) jobs whose time has come back into their pool queues, at
 -- their original place. Their ids are popped from the delayed set, so their job and queue
--- keys are built here from prefixes (same hash tag, still Cluster-legal). Returns how many.
-local function promote_due(delayed_key, job_prefix, queue_prefix, now, limit)
+-- keys are built here from NS prefixes (same hash tag, still Cluster-legal). Returns how many.
+local function promote_due(delayed_key, now, limit)
   local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, limit)
   local moved = 0
   for _, job_id in ipairs(due) do
     redis.call('ZREM', delayed_key, job_id)
-    local job_key = job_prefix .. job_id
+    local job_key = NS.job_prefix .. job_id
     local f = redis.call('HMGET', job_key, 'status', 'pool', 'priority', 'seq')
     -- Only a still-queued job goes back; a cancelled one left the delayed set already.
     if f[1] == 'queued' then
-      redis.call('ZADD', queue_prefix .. f[2], queue_score(f[3], f[4]), job_id)
+      redis.call('ZADD', NS.queue_prefix .. f[2], queue_score(f[3], f[4]), job_id)
       redis.call('HSET', job_key, 'not_before_ms', '')
       moved = moved + 1
     end

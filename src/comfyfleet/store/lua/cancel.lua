@@ -8,14 +8,10 @@
 -- KEYS[8]     {ns}:delayed
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- ARGV[1]     now (ms)
--- ARGV[2]     job id
--- ARGV[3]     retention of a finished job's hash and events (ms)
--- ARGV[4]     event stream MAXLEN (approximate)
--- ARGV[5]     cancel channel (pub/sub hint for the owning node)
+-- A (CancelArgs)  now_ms, job_id
 --
 -- Returns {'ok', fields} or {'missing'}.
-local now, job_id = tonumber(ARGV[1]), ARGV[2]
+local now, job_id = A.now_ms, A.job_id
 local job_key, events_key = KEYS[6], KEYS[9]
 local f = redis.call('HMGET', job_key, 'status', 'node_id', 'cancel_requested')
 if not f[1] then
@@ -24,15 +20,15 @@ end
 if f[1] == 'queued' then
   redis.call('ZREM', KEYS[7], job_id)
   redis.call('ZREM', KEYS[8], job_id)
-  finish(job_key, job_id, events_key, 'cancelled', now, ARGV[3])
+  finish(job_key, job_id, events_key, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
-  emit(events_key, ARGV[4], 'state', json_object({ status = 'cancelled', at_ms = now }))
+  emit(events_key, 'state', json_object({ status = 'cancelled', at_ms = now }))
 elseif f[1] == 'running' then
   if f[3] ~= '1' then
     redis.call('HSET', job_key, 'cancel_requested', '1', 'updated_ms', now)
-    emit(events_key, ARGV[4], 'cancel_requested', json_object({ node_id = f[2], at_ms = now }))
+    emit(events_key, 'cancel_requested', json_object({ node_id = f[2], at_ms = now }))
   end
   -- Published on every call: a repeated cancel re-sends the hint a node may have missed.
-  redis.call('PUBLISH', ARGV[5], job_id)
+  redis.call('PUBLISH', NS.cancel_channel, job_id)
 end
 return reply_job(job_key)

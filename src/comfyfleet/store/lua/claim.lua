@@ -10,28 +10,21 @@
 -- KEYS[8]     {ns}:owned:<node>          the claiming node's jobs
 -- KEYS[9]     {ns}:stats                 counters
 -- KEYS[10..]  {ns}:queue:<pool>          one per pool the node serves
--- ARGV[1]     now (ms)
--- ARGV[2]     node id
--- ARGV[3]     capacity: most jobs to claim
--- ARGV[4]     lease (ms): the deadline is now + lease
--- ARGV[5]     event stream MAXLEN (approximate)
--- ARGV[6]     job key prefix ({ns}:job:)       \  popped ids are not known in advance, so
--- ARGV[7]     events key prefix ({ns}:events:)  > their keys are built here (same hash tag,
--- ARGV[8]     queue key prefix ({ns}:queue:)   /  still Cluster-legal)
--- ARGV[9]     most delayed jobs to promote in this call
--- ARGV[10]    wake channel: published when promoted jobs may suit other nodes
--- ARGV[11]    ready key prefix ({ns}:ready:): per pool, node id -> last ready heartbeat (ms)
--- ARGV[12]    ready bound (ms): a node last seen ready before this time does not count
--- ARGV[13]    scan: most entries looked at per queue to find one this node should take
+-- A (ClaimArgs)  now_ms, node_id, capacity (most jobs to claim), lease_ms (the deadline
+--             is now + lease), promote_limit (most delayed jobs to promote in this call),
+--             ready_since_ms (a node last seen ready before this does not count), scan
+--             (most entries looked at per queue to find one this node should take).
+--             Popped ids are not known in advance, so their job, event, queue and ready
+--             keys are built from NS prefixes (same hash tag, still Cluster-legal).
 --
 -- Returns a list of the claimed jobs' fields (HGETALL form), best first.
-local now, node_id = tonumber(ARGV[1]), ARGV[2]
-local capacity, deadline = tonumber(ARGV[3]), now + tonumber(ARGV[4])
-local job_prefix, events_prefix, queue_prefix = ARGV[6], ARGV[7], ARGV[8]
-local ready_prefix, ready_since, scan = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local now, node_id = A.now_ms, A.node_id
+local capacity, deadline = A.capacity, A.now_ms + A.lease_ms
+local job_prefix, events_prefix, queue_prefix = NS.job_prefix, NS.events_prefix, NS.queue_prefix
+local ready_prefix, ready_since, scan = NS.ready_prefix, A.ready_since_ms, A.scan
 
-if promote_due(KEYS[7], job_prefix, queue_prefix, now, ARGV[9]) > 0 then
-  redis.call('PUBLISH', ARGV[10], '')
+if promote_due(KEYS[7], now, A.promote_limit) > 0 then
+  redis.call('PUBLISH', NS.wake_channel, '')
 end
 
 -- Is another node ready to serve this queue's pool? Asked at most once per queue per call.
@@ -88,14 +81,14 @@ while #claimed < capacity do
   redis.call('ZREM', queue_key, job_id)
   local job_key = job_prefix .. job_id
   local attempt = (tonumber(redis.call('HGET', job_key, 'attempts')) or 0) + 1
-  observe_claim(job_key, string.sub(job_prefix, 1, #job_prefix - 4), now)
+  observe_claim(job_key, now)
   set_status(job_key, job_id, 'running')
   redis.call('HSET', job_key, 'node_id', node_id, 'attempts', attempt,
     'lease_deadline_ms', deadline, 'started_ms', now, 'updated_ms', now, 'not_before_ms', '')
   redis.call('ZADD', KEYS[6], deadline, job_id)
   redis.call('SADD', KEYS[8], job_id)
   redis.call('HINCRBY', KEYS[9], 'claimed', 1)
-  emit(events_prefix .. job_id, ARGV[5], 'state', json_object(
+  emit(events_prefix .. job_id, 'state', json_object(
     { status = 'running', node_id = node_id, attempt = attempt, lease_deadline_ms = deadline,
       at_ms = now }))
   claimed[#claimed + 1] = redis.call('HGETALL', job_key)

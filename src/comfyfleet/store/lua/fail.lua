@@ -12,19 +12,12 @@
 -- KEYS[10]    {ns}:stats
 -- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
 -- KEYS[12]    {ns}:delayed          backing-off jobs (score ready ms)
--- ARGV[1]     now (ms)
--- ARGV[2]     job id
--- ARGV[3]     node id claiming ownership
--- ARGV[4]     error: JSON of JobError
--- ARGV[5]     '1' when the error is retryable
--- ARGV[6]     backoff (ms): not claimable before now + backoff; 0 = at once
--- ARGV[7]     retention of a finished job's hash and events (ms)
--- ARGV[8]     event stream MAXLEN (approximate)
--- ARGV[9]     wake channel
+-- A (FailArgs)  now_ms, job_id, node_id (claiming ownership), error_json (a JobError),
+--             retryable, backoff_ms (not claimable before now + backoff; 0 = at once)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
-local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local job_key, events_key, error_json = KEYS[6], KEYS[9], ARGV[4]
+local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
+local job_key, events_key, error_json = KEYS[6], KEYS[9], A.error_json
 local problem = owner_problem(job_key, node_id)
 if problem then
   return problem
@@ -37,27 +30,27 @@ redis.call('HSET', job_key, 'error', error_json)
 
 local event = { node_id = node_id, attempt = attempt, at_ms = now }
 if f[3] == '1' then
-  finish(job_key, job_id, events_key, 'cancelled', now, ARGV[7])
+  finish(job_key, job_id, events_key, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
-elseif ARGV[5] == '1' and attempt < max_attempts then
+elseif A.retryable and attempt < max_attempts then
   redis.call('HSET', job_key, 'avoid_node', node_id)
-  local backoff = tonumber(ARGV[6])
-  if backoff > 0 then
+  if A.backoff_ms > 0 then
+    local ready = now + A.backoff_ms
     set_status(job_key, job_id, 'queued')
-    redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', now + backoff, 'updated_ms', now)
-    redis.call('ZADD', KEYS[12], now + backoff, job_id)
-    event.not_before_ms = now + backoff
+    redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', ready, 'updated_ms', now)
+    redis.call('ZADD', KEYS[12], ready, job_id)
+    event.not_before_ms = ready
   else
     requeue(job_key, job_id, KEYS[11], now)
-    redis.call('PUBLISH', ARGV[9], '')
+    redis.call('PUBLISH', NS.wake_channel, '')
   end
   redis.call('HINCRBY', KEYS[10], 'retried', 1)
   event.status = 'queued'
 else
-  finish(job_key, job_id, events_key, 'failed', now, ARGV[7])
+  finish(job_key, job_id, events_key, 'failed', now)
   redis.call('HINCRBY', KEYS[10], 'failed', 1)
   event.status = 'failed'
 end
-emit(events_key, ARGV[8], 'state', json_object(event, { error = error_json }))
+emit(events_key, 'state', json_object(event, { error = error_json }))
 return reply_job(job_key)

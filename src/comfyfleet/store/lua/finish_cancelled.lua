@@ -6,14 +6,10 @@
 -- KEYS[8]     {ns}:owned:<node>
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- ARGV[1]     now (ms)
--- ARGV[2]     job id
--- ARGV[3]     node id claiming ownership
--- ARGV[4]     retention of the finished job's hash and events (ms)
--- ARGV[5]     event stream MAXLEN (approximate)
+-- A (OwnerArgs)  now_ms, job_id, node_id (claiming ownership)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
-local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
 local job_key, events_key = KEYS[6], KEYS[9]
 local problem = owner_problem(job_key, node_id)
 if problem then
@@ -22,8 +18,8 @@ end
 local attempt = tonumber(redis.call('HGET', job_key, 'attempts')) or 0
 append_history(job_key, node_id, now, 'cancelled', nil)
 drop_lease(job_key, job_id, KEYS[7], KEYS[8])
-finish(job_key, job_id, events_key, 'cancelled', now, ARGV[4])
+finish(job_key, job_id, events_key, 'cancelled', now)
 redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
-emit(events_key, ARGV[5], 'state', json_object(
+emit(events_key, 'state', json_object(
   { status = 'cancelled', node_id = node_id, attempt = attempt, at_ms = now }))
 return reply_job(job_key)

@@ -10,42 +10,33 @@
 -- KEYS[8]     {ns}:nodes            node id -> last heartbeat (ms)
 -- KEYS[9]     {ns}:owned:<node>     the lost node's jobs
 -- KEYS[10]    {ns}:lost             node id -> when it was marked lost (ms)
--- ARGV[1]     now (ms)
--- ARGV[2]     node id
--- ARGV[3]     lost bound (ms): the node is lost when last seen at or before this time
--- ARGV[4]     event stream MAXLEN (approximate)
--- ARGV[5]     retention of a finished job's hash and events (ms)
--- ARGV[6]     job key prefix ({ns}:job:)        \
--- ARGV[7]     events key prefix ({ns}:events:)   | the node's job ids are read here, so
--- ARGV[8]     queue key prefix ({ns}:queue:)     | their keys are built from prefixes (same
--- ARGV[9]     owned key prefix ({ns}:owned:)    /  hash tag, still Cluster-legal)
--- ARGV[10]    wake channel
+-- A (ReapNodeArgs)  now_ms, node_id, lost_before_ms (the node is lost when last seen at or
+--             before this time). The node's job ids are read here, so their keys are built
+--             from NS prefixes.
 --
 -- Returns {marked, id...}: marked is 1 when this call marked the node lost (exactly one
 -- reaper sees 1 per loss), 0 when it was already marked or is alive; then the ids taken back.
-local now, node_id = tonumber(ARGV[1]), ARGV[2]
+local now, node_id = A.now_ms, A.node_id
 local last = redis.call('ZSCORE', KEYS[8], node_id)
-if last and tonumber(last) > tonumber(ARGV[3]) then
+if last and tonumber(last) > A.lost_before_ms then
   return { 0 }
 end
 local marked = redis.call('ZADD', KEYS[10], 'NX', now, node_id)
-local ctx = { now = now, maxlen = ARGV[4], retention = ARGV[5], job_prefix = ARGV[6],
-  events_prefix = ARGV[7], queue_prefix = ARGV[8], owned_prefix = ARGV[9],
-  running_key = KEYS[6], stats_key = KEYS[7] }
+local ctx = { now = now, running_key = KEYS[6], stats_key = KEYS[7] }
 local reply, wake = { marked }, false
 for _, job_id in ipairs(redis.call('SMEMBERS', KEYS[9])) do
-  local f = redis.call('HMGET', ctx.job_prefix .. job_id, unpack(TAKE_BACK_FIELDS))
+  local f = redis.call('HMGET', NS.job_prefix .. job_id, unpack(TAKE_BACK_FIELDS))
   if f[1] ~= 'running' or f[2] ~= node_id then
     -- Not this node's running job any more: a leftover set member.
     redis.call('SREM', KEYS[9], job_id)
   else
-    local status = take_back(job_id, f, 'node_lost',
+    local status = take_back(job_id, f, CODE.node_lost,
       'the node stopped sending heartbeats while it held the job', ctx)
     wake = wake or status == 'queued'
     reply[#reply + 1] = job_id
   end
 end
 if wake then
-  redis.call('PUBLISH', ARGV[10], '')
+  redis.call('PUBLISH', NS.wake_channel, '')
 end
 return reply

@@ -9,15 +9,10 @@
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
 -- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
--- ARGV[1]     now (ms)
--- ARGV[2]     job id
--- ARGV[3]     node id claiming ownership
--- ARGV[4]     retention of a finished job's hash and events (ms)
--- ARGV[5]     event stream MAXLEN (approximate)
--- ARGV[6]     wake channel
+-- A (OwnerArgs)  now_ms, job_id, node_id (claiming ownership)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
-local now, job_id, node_id = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
 local job_key, events_key = KEYS[6], KEYS[9]
 local problem = owner_problem(job_key, node_id)
 if problem then
@@ -34,14 +29,14 @@ end
 
 local event = { node_id = node_id, attempt = attempts, reason = 'released', at_ms = now }
 if f[2] == '1' then
-  finish(job_key, job_id, events_key, 'cancelled', now, ARGV[4])
+  finish(job_key, job_id, events_key, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
 else
   requeue(job_key, job_id, KEYS[11], now)
   redis.call('HINCRBY', KEYS[10], 'released', 1)
-  redis.call('PUBLISH', ARGV[6], '')
+  redis.call('PUBLISH', NS.wake_channel, '')
   event.status = 'queued'
 end
-emit(events_key, ARGV[5], 'state', json_object(event))
+emit(events_key, 'state', json_object(event))
 return reply_job(job_key)

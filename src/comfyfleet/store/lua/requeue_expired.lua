@@ -8,27 +8,18 @@
 -- KEYS[6]     {ns}:running          running jobs (score lease deadline ms)
 -- KEYS[7]     {ns}:delayed
 -- KEYS[8]     {ns}:stats
--- ARGV[1]     now (ms)
--- ARGV[2]     most jobs to handle in this call
--- ARGV[3]     event stream MAXLEN (approximate)
--- ARGV[4]     retention of a finished job's hash and events (ms)
--- ARGV[5]     job key prefix ({ns}:job:)        \
--- ARGV[6]     events key prefix ({ns}:events:)   | the expired ids are found here, so their
--- ARGV[7]     queue key prefix ({ns}:queue:)     | keys are built from these prefixes (same
--- ARGV[8]     owned key prefix ({ns}:owned:)    /  hash tag, still Cluster-legal)
--- ARGV[9]     wake channel
+-- A (RequeueExpiredArgs)  now_ms, limit (most jobs to handle in this call). The expired
+--             ids are found here, so their keys are built from NS prefixes.
 --
 -- Returns the ids handled (requeued, failed or cancelled).
-local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ctx = { now = now, maxlen = ARGV[3], retention = ARGV[4], job_prefix = ARGV[5],
-  events_prefix = ARGV[6], queue_prefix = ARGV[7], owned_prefix = ARGV[8],
-  running_key = KEYS[6], stats_key = KEYS[8] }
-local wake = promote_due(KEYS[7], ctx.job_prefix, ctx.queue_prefix, now, limit) > 0
+local now, limit = A.now_ms, A.limit
+local ctx = { now = now, running_key = KEYS[6], stats_key = KEYS[8] }
+local wake = promote_due(KEYS[7], now, limit) > 0
 
 local handled = {}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, limit)
 for _, job_id in ipairs(expired) do
-  local f = redis.call('HMGET', ctx.job_prefix .. job_id, unpack(TAKE_BACK_FIELDS))
+  local f = redis.call('HMGET', NS.job_prefix .. job_id, unpack(TAKE_BACK_FIELDS))
   if f[1] ~= 'running' then
     -- Gone or no longer running: a leftover index entry, not a lease.
     redis.call('ZREM', KEYS[6], job_id)
@@ -36,13 +27,13 @@ for _, job_id in ipairs(expired) do
     -- The hash is the truth; repair an index score that fell behind it.
     redis.call('ZADD', KEYS[6], f[3], job_id)
   else
-    local status = take_back(job_id, f, 'lease_expired',
+    local status = take_back(job_id, f, CODE.lease_expired,
       'lease expired before the node finished the job', ctx)
     wake = wake or status == 'queued'
     handled[#handled + 1] = job_id
   end
 end
 if wake then
-  redis.call('PUBLISH', ARGV[9], '')
+  redis.call('PUBLISH', NS.wake_channel, '')
 end
 return handled
