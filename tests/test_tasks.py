@@ -8,7 +8,8 @@ import contextlib
 
 import pytest
 
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.models.retry import Backoff
+from comfyfleet.tasks import Pacer, stop
 
 
 async def _swallows_first_cancel(ended: asyncio.Event) -> None:
@@ -51,12 +52,21 @@ async def test_cancelling_the_caller_still_cancels_it() -> None:
     await asyncio.wait([stubborn])
 
 
-async def test_doubling_waits_double_up_to_the_cap_and_reset() -> None:
-    backoff = Doubling(0.001, 0.004)
+async def test_pacer_waits_double_up_to_the_cap_and_reset() -> None:
+    pacer = Pacer(Backoff(base_ms=1, cap_ms=4, jitter=False))
     seen = []
     for _ in range(4):
-        seen.append(backoff.delay)
-        await backoff.sleep()
+        seen.append(pacer.delay_s)
+        await pacer.sleep()
     assert seen == [0.001, 0.002, 0.004, 0.004]
-    backoff.reset()
-    assert backoff.delay == 0.001
+    pacer.reset()
+    assert pacer.delay_s == 0.001
+
+
+async def test_a_jittered_pacer_sleeps_the_wait_it_announced() -> None:
+    pacer = Pacer(Backoff(base_ms=2, cap_ms=8, jitter=True))
+    for failures in range(1, 5):
+        announced = pacer.delay_s
+        assert announced == pacer.delay_s  # drawn once, not per look
+        assert 0.5 * min(8, 2 << (failures - 1)) / 1000 <= announced <= 8 / 1000
+        await pacer.sleep()

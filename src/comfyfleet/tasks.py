@@ -13,6 +13,8 @@ import asyncio
 
 import structlog
 
+from comfyfleet.models.retry import Backoff
+
 log = structlog.get_logger(__name__)
 
 RECANCEL_S = 0.5  # how long a cancelled task may take to end before it is cancelled again
@@ -37,18 +39,28 @@ async def stop(*tasks: asyncio.Task[object] | None, report: bool = True) -> None
             log.warning("task_failed", task=task.get_name(), error=repr(error))
 
 
-class Doubling:
-    """The wait between tries of something that keeps failing (e.g. Redis is down): `first`
-    seconds, doubled after each failure up to `cap`; back to `first` after a success."""
+class Pacer:
+    """Paces a loop that retries something that keeps failing (e.g. Redis is down): waits
+    `backoff.delay_ms(n)` after the n-th failure in a row; back to the first delay after
+    a success (`reset`)."""
 
-    def __init__(self, first: float, cap: float) -> None:
-        self.first, self.cap = first, cap
-        self.delay = first
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.failures = 0
+        self._next_s: float | None = None  # drawn once, so a jittered wait is the one logged
+
+    @property
+    def delay_s(self) -> float:
+        """The wait the next `sleep` takes (s): say it in logs before calling."""
+        if self._next_s is None:
+            self._next_s = self.backoff.delay_ms(self.failures + 1) / 1000
+        return self._next_s
 
     def reset(self) -> None:
-        self.delay = self.first
+        self.failures, self._next_s = 0, None
 
     async def sleep(self) -> None:
-        """Wait the current delay (say it in logs before calling), then double it."""
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
+        """Wait the current delay and count the failure (the next wait is longer)."""
+        delay = self.delay_s
+        self.failures, self._next_s = self.failures + 1, None
+        await asyncio.sleep(delay)

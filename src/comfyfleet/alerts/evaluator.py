@@ -28,6 +28,7 @@ from comfyfleet.alerts.state import Round, advance, group
 from comfyfleet.alerts.store import AlertStore
 from comfyfleet.clock import Clock
 from comfyfleet.errors import StoreError
+from comfyfleet.models.retry import Backoff
 from comfyfleet.store import histograms
 from comfyfleet.store.leader import Lease, NotLeader
 from comfyfleet.store.webhooks import Delivery
@@ -37,15 +38,6 @@ log = structlog.get_logger(__name__)
 SEND_BATCH = 16
 # How often due notifications are looked for between rounds (s).
 DELIVER_POLL_S = 0.5
-
-
-def retry_delay_ms(attempt: int, cfg: AlertsConfig, rng: random.Random | None) -> int:
-    """The wait after failed attempt number `attempt` (1-based): doubling from
-    retry_base_ms up to retry_max_ms, jittered to 50-100 % (ms)."""
-    delay: int = min(cfg.retry_base_ms * 2 ** min(attempt - 1, 40), cfg.retry_max_ms)
-    if rng is not None:
-        delay = int(delay * rng.uniform(0.5, 1.0))
-    return max(1, delay)
 
 
 class Evaluator:
@@ -64,7 +56,8 @@ class Evaluator:
         self.reader = reader
         self.sender = sender
         self.clock = clock  # None: Redis's clock
-        self.rng = random.Random() if jitter else None
+        self.rng = random.Random()
+        self.retry = Backoff(cfg.retry_base_ms, cfg.retry_max_ms, jitter=jitter)
 
     async def now_ms(self) -> int:
         return self.clock.now_ms() if self.clock is not None else await self.store.now_ms()
@@ -146,7 +139,7 @@ class Evaluator:
             await self.store.give_up(d, now, error=outcome.error)
             log.warning("alert_given_up", notification=d.id, receiver=d.url, error=outcome.error)
         else:
-            at = now + retry_delay_ms(d.attempts, self.cfg, self.rng)
+            at = now + self.retry.delay_ms(d.attempts, self.rng)
             await self.store.retry(d, now, at_ms=at, error=outcome.error)
             log.warning("alert_delivery_retry", notification=d.id, receiver=d.url,
                         error=outcome.error, retry_at_ms=at)  # fmt: skip

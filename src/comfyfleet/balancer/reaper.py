@@ -19,14 +19,17 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from comfyfleet.errors import StoreError
+from comfyfleet.models.retry import Backoff
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.nodes import NodeRegistry
+from comfyfleet.tasks import Pacer
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_REAP_INTERVAL_S = 1.0
-# Longest pause between passes while Redis keeps failing (s); doubles from the interval.
-MAX_BACKOFF_S = 10.0
+# Longest pause between passes while Redis keeps failing (ms); doubles from the interval.
+MAX_BACKOFF_MS = 10_000
 # A lost node stays listed (as lost) this long, so operators see it, then is forgotten (ms).
 FORGET_LOST_AFTER_MS = 10 * 60 * 1000
 BATCH = 100
@@ -105,17 +108,15 @@ class Reaper:
     async def run(self) -> None:
         """Pass every `interval_s` s; while Redis fails, back off (doubling, capped) and
         carry on when it answers again."""
-        delay = self.interval_s
+        backoff = Backoff(int(self.interval_s * 1000), MAX_BACKOFF_MS, jitter=False)
+        pacer = Pacer(backoff)
         while True:
             try:
                 await self.run_once()
-                delay = self.interval_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis down or restarting: the next pass catches up
-                log.warning("reaper_pass_failed", error=repr(exc), retry_in_s=delay)
+                pacer.reset()
+            except StoreError as exc:  # Redis down or restarting: the next pass catches up
+                log.warning("reaper_pass_failed", error=exc.detail, retry_in_s=pacer.delay_s)
                 self.outage_seen()
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                await asyncio.sleep(delay)
+                await pacer.sleep()
                 continue
             await asyncio.sleep(self.interval_s)

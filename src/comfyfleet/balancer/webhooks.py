@@ -45,12 +45,13 @@ from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.config import WebhookConfig
 from comfyfleet.errors import ComfyfleetError, ConfigError, ValidationFailed
 from comfyfleet.models.job import Job, JobStatus
+from comfyfleet.models.retry import Backoff
 from comfyfleet.store import histograms
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Leadership
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.tasks import Pacer, stop
 from comfyfleet.web.responses import dumps
 
 log = structlog.get_logger(__name__)
@@ -65,7 +66,7 @@ FOLLOW_READ = 500
 # Progress and state messages are stale soon: at most this many attempts each.
 FOLLOW_MAX_ATTEMPTS = 3
 # A round that failed on Redis is retried after this long (s), doubling up to the cap.
-ERROR_BACKOFF_S = (0.5, 10.0)
+ERROR_BACKOFF = Backoff(base_ms=500, cap_ms=10_000, jitter=False)
 # Extra events a job may ask for beside its terminal state.
 EXTRA_EVENTS = ("state", "progress")
 USER_AGENT = f"comfyfleet-webhooks/{__version__}"
@@ -91,14 +92,6 @@ def webhook_config(
         fields = ", ".join(f"--webhook-{'.'.join(map(str, e['loc']))}: {e['msg']}"
                            for e in exc.errors())  # fmt: skip
         raise ConfigError(fields.replace("_", "-")) from None
-
-
-def retry_delay_ms(attempt: int, cfg: WebhookConfig, rng: random.Random | None) -> int:
-    """The wait after failed attempt number `attempt` (1-based), in ms."""
-    delay: int = min(cfg.retry_base_ms * 2 ** min(attempt - 1, 40), cfg.retry_max_ms)
-    if rng is not None:
-        delay = int(delay * rng.uniform(0.5, 1.0))
-    return max(1, delay)
 
 
 def _iso(ms: int) -> str:
@@ -179,7 +172,8 @@ class Dispatcher:
         self.base_url = base_url
         self.clock = clock
         self.policy = TargetPolicy(cfg.allow)
-        self.rng = random.Random() if cfg.retry_jitter else None
+        self.rng = random.Random()
+        self.retry = Backoff(cfg.retry_base_ms, cfg.retry_max_ms, jitter=cfg.retry_jitter)
         self._key = secret_key(cfg.secret.get_secret_value())
         self._session: aiohttp.ClientSession | None = None
 
@@ -205,27 +199,27 @@ class Dispatcher:
         """Rounds until cancelled: at once after a busy round, else after `poll_ms`."""
         if self.cfg.url:
             await self._retrying(self.store.set_fleet_wide)
-        backoff = Doubling(*ERROR_BACKOFF_S)
+        pacer = Pacer(ERROR_BACKOFF)
         while True:
             try:
                 busy = await self.run_once()
-                backoff.reset()
+                pacer.reset()
             except ComfyfleetError as exc:
-                log.warning("webhook_round_failed", error=exc.detail, retry_in_s=backoff.delay)
-                await backoff.sleep()
+                log.warning("webhook_round_failed", error=exc.detail, retry_in_s=pacer.delay_s)
+                await pacer.sleep()
                 continue
             if not busy:
                 await asyncio.sleep(self.cfg.poll_ms / 1000)
 
     async def _retrying(self, step: Any) -> None:
-        backoff = Doubling(*ERROR_BACKOFF_S)
+        pacer = Pacer(ERROR_BACKOFF)
         while True:
             try:
                 await step()
                 return
             except ComfyfleetError as exc:
-                log.warning("webhook_setup_failed", error=exc.detail, retry_in_s=backoff.delay)
-                await backoff.sleep()
+                log.warning("webhook_setup_failed", error=exc.detail, retry_in_s=pacer.delay_s)
+                await pacer.sleep()
 
     async def run_once(self) -> int:
         """One round; returns how much it did (0: idle)."""
@@ -290,7 +284,7 @@ class Dispatcher:
             await self.store.give_up(d, now, error=error)
             log.warning("webhook_given_up", delivery=d.id, job_id=d.job_id, error=error)
         else:
-            at_ms = now + retry_delay_ms(d.attempts, self.cfg, self.rng)
+            at_ms = now + self.retry.delay_ms(d.attempts, self.rng)
             await self.store.retry(d, now, at_ms=at_ms, error=error)
             log.info("webhook_retry", delivery=d.id, job_id=d.job_id, error=error, at_ms=at_ms)
 

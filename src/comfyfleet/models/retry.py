@@ -1,4 +1,9 @@
-"""Retry policy between attempts: capped exponential backoff with jitter. Pure."""
+"""The one retry policy: capped exponential backoff, with or without jitter. Pure.
+
+Used between a job's attempts (node/runner.py), between a webhook's deliveries
+(balancer/webhooks.py), and -- through `tasks.Pacer` -- by every loop that waits before
+trying Redis or ComfyUI again.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before attempt n+1 after attempt n failed, in milliseconds.
+    """Delay before try n+1 after try n failed, in milliseconds.
 
     `base_ms * 2**(n-1)`, capped at `cap_ms`; with `jitter`, a uniform draw from half to
     all of that, so jobs failed together by one fault do not all come back at once.

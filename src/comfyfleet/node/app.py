@@ -17,6 +17,7 @@ from aiohttp import web
 from comfyfleet.clock import SYSTEM_CLOCK
 from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import NodeConfig
+from comfyfleet.errors import StoreError
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node import api, metrics, openapi_ops
 from comfyfleet.node.appkeys import COMFY, CONFIG, STATE, WORKER
@@ -37,7 +38,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import RedisResultStore
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.tasks import Pacer, stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
@@ -51,7 +52,7 @@ DRAIN_GRACE_S = 20.0
 # The client's own cross-check of a quiet prompt (s): often enough to notice a prompt that
 # vanished, never more often than the hang bound needs.
 SILENCE_CAP_S = 30.0
-RECOVER_BACKOFF_S = (0.25, 5.0)
+RECOVER_BACKOFF = Backoff(base_ms=250, cap_ms=5_000, jitter=False)
 
 
 def default_node_id(port: int) -> str:
@@ -123,15 +124,15 @@ async def _recover_then_claim(
     """Beat once (so no reaper takes this node for lost while it recovers), adopt what the
     previous life held, then heartbeat and claim. Retried with backoff while Redis is down,
     so a node can start before its Redis does."""
-    backoff = Doubling(*RECOVER_BACKOFF_S)
+    pacer = Pacer(RECOVER_BACKOFF)
     while True:
         try:
             await beat_once(registry, store, status, worker)
             await _recover(store, worker)
             break
-        except Exception as exc:  # Redis unreachable: try again
-            log.warning("node_recovery_failed", error=repr(exc), retry_in_s=backoff.delay)
-            await backoff.sleep()
+        except StoreError as exc:  # Redis unreachable: try again
+            log.warning("node_recovery_failed", error=exc.detail, retry_in_s=pacer.delay_s)
+            await pacer.sleep()
     beats = _spawn(heartbeat_loop(registry, store, status, worker), "heartbeat")
     try:
         await worker.run()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
+from comfyfleet.errors import StoreError
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.tasks import stop
 
@@ -44,10 +45,8 @@ class LeaseKeeper:
             await asyncio.sleep(interval)
             try:
                 held = await self.store.renew(self.job_id, self.node_id, lease_ms=self.lease_ms)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis unreachable: try again next tick
-                log.warning("lease_renew_failed", job_id=self.job_id, error=repr(exc))
+            except StoreError as exc:  # Redis unreachable: try again next tick
+                log.warning("lease_renew_failed", job_id=self.job_id, error=exc.detail)
                 continue
             if not held:
                 log.warning("lease_lost", job_id=self.job_id)

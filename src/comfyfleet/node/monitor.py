@@ -4,14 +4,14 @@ cancels), and the cancel listener."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from comfyfleet.comfy import ComfyClient
-from comfyfleet.errors import ComfyfleetError
+from comfyfleet.errors import ComfyfleetError, StoreError
 from comfyfleet.node.state import MODEL_FOLDERS, NodeStatus
 from comfyfleet.node.worker import Worker
+from comfyfleet.store.events import Subscription
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
@@ -77,29 +77,18 @@ async def heartbeat_loop(
     while True:
         try:
             await beat_once(registry, store, status, worker)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # Redis down: the next beat tries again
-            log.warning("heartbeat_failed", error=repr(exc))
+        except StoreError as exc:  # Redis down: the next beat tries again
+            log.warning("heartbeat_failed", error=exc.detail)
         await asyncio.sleep(registry.heartbeat_ms / 1000)
 
 
 async def cancel_listener(store: JobStore, keys: Keys, worker: Worker) -> None:
-    """Relay cancel requests published by the balancer to the jobs this node holds."""
-    while True:
-        pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(keys.cancel_channel)
-            async for message in pubsub.listen():
-                data = message.get("data")
-                job_id = data.decode() if isinstance(data, bytes) else str(data)
-                if worker.cancel(job_id):
-                    log.info("cancel_received", job_id=job_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # connection lost: heartbeats cover the gap; resubscribe
-            log.warning("cancel_listener_failed", error=repr(exc))
-            await asyncio.sleep(1.0)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    """Relay cancel requests published by the balancer to the jobs this node holds. A
+    message lost while the subscription is down is caught by the heartbeat's look at
+    `cancel_requested`."""
+
+    def relay(job_id: str) -> None:
+        if worker.cancel(job_id):
+            log.info("cancel_received", job_id=job_id)
+
+    await Subscription(store.redis, keys.cancel_channel, relay).run()

@@ -43,7 +43,7 @@ from comfyfleet.node.worker import JobControl
 from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.results import OutputTooLarge, RedisResultStore
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.tasks import Pacer, stop
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -60,7 +60,7 @@ STOP_POLL_S = 0.2
 # How long the final write of an attempt is retried while Redis is unreachable (s): past two
 # default leases the reaper has taken the job back and the write would be refused anyway.
 WRITE_PATIENCE_S = 60.0
-WRITE_BACKOFF_S = (0.1, 2.0)
+WRITE_BACKOFF = Backoff(base_ms=100, cap_ms=2_000, jitter=False)
 
 
 def prompt_id_for(job: Job) -> str:
@@ -303,7 +303,7 @@ class ComfyRunner:
 async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
     """Run `step`, again with backoff after each StoreError (Redis unreachable), for up to
     WRITE_PATIENCE_S s; then the last StoreError is raised."""
-    backoff = Doubling(*WRITE_BACKOFF_S)
+    pacer = Pacer(WRITE_BACKOFF)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WRITE_PATIENCE_S
     while True:
@@ -312,5 +312,5 @@ async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
         except StoreError as exc:
             if loop.time() >= deadline:
                 raise
-            log.warning("store_write_retry", error=exc.detail, retry_in_s=backoff.delay)
-            await backoff.sleep()
+            log.warning("store_write_retry", error=exc.detail, retry_in_s=pacer.delay_s)
+            await pacer.sleep()

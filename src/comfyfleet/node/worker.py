@@ -14,18 +14,20 @@ from typing import Any, Protocol
 
 import structlog
 
+from comfyfleet.errors import StoreError
 from comfyfleet.models.job import DEFAULT_POOL, Job
+from comfyfleet.models.retry import Backoff
 from comfyfleet.node.leases import LeaseKeeper
 from comfyfleet.store.jobs import JobStore
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.tasks import Pacer, stop
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_LEASE_MS = 30_000
 # Upper bound on waiting for work when no wake-up hint arrives (a missed pub/sub message).
 IDLE_WAIT_S = 2.0
-# Pause after a failed claim (s), doubling while Redis keeps failing, up to the cap.
-CLAIM_BACKOFF_S = (0.25, 5.0)
+# Pause after a failed claim, doubling while Redis keeps failing, up to the cap.
+CLAIM_BACKOFF = Backoff(base_ms=250, cap_ms=5_000, jitter=False)
 
 
 @dataclass
@@ -127,6 +129,9 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:
+            # A bug in one job's runner ends that job's task only, with its traceback: the
+            # other jobs keep their runners, and this job's lease lapses, so the reaper
+            # gives it back (counted). Nothing retries the crash itself.
             log.exception("job_runner_crashed", job_id=job.id)
         finally:
             await keeper.stop()
@@ -145,16 +150,14 @@ class Worker:
     async def run(self) -> None:
         """Claim forever; returns only when cancelled. While Redis fails, back off
         (doubling, capped) and carry on when it answers again."""
-        backoff = Doubling(*CLAIM_BACKOFF_S)
+        pacer = Pacer(CLAIM_BACKOFF)
         while True:
             try:
                 claimed = await self.run_once()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis down or restarting
-                log.warning("claim_failed", error=repr(exc), retry_in_s=backoff.delay)
-                await backoff.sleep()
+                pacer.reset()
+            except StoreError as exc:  # Redis down or restarting
+                log.warning("claim_failed", error=exc.detail, retry_in_s=pacer.delay_s)
+                await pacer.sleep()
                 continue
             if claimed and self.free:
                 continue

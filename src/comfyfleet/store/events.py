@@ -19,9 +19,11 @@ import structlog
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import NotFound
+from comfyfleet.models.retry import Backoff
 from comfyfleet.store.connect import SOCKET_TIMEOUT_S
 from comfyfleet.store.keys import Keys
-from comfyfleet.tasks import Doubling, stop
+from comfyfleet.store.scripts import text
+from comfyfleet.tasks import Pacer, stop
 
 log = structlog.get_logger(__name__)
 
@@ -33,16 +35,12 @@ LAST_EVENT_SCAN = 50
 # How long one pub/sub read waits before looping (s): bounds how late a close is noticed,
 # not how late a message is seen (a message wakes the read at once).
 PUBSUB_READ_S = 1.0
-RESUBSCRIBE_BACKOFF_S = (0.05, 2.0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+RESUBSCRIBE_BACKOFF = Backoff(base_ms=50, cap_ms=2_000, jitter=False)
 
 
 def decode_event(fields: Mapping[Any, Any] | None) -> dict[str, Any]:
     """A stream entry's fields as one flat event dict (`type` wins over a data key)."""
-    raw = {_text(k): _text(v) for k, v in (fields or {}).items()}
+    raw = {text(k): text(v) for k, v in (fields or {}).items()}
     data = orjson.loads(raw["data"]) if raw.get("data") else {}
     return {**data, "type": raw.get("type", "")}
 
@@ -67,7 +65,7 @@ class EventLog:
         )
         if entry_id is None:
             raise NotFound(f"no event log for job {job_id!r}", job_id=job_id)
-        return _text(entry_id)
+        return text(entry_id)
 
     async def read(
         self, job_id: str, *, after: str, count: int, block_ms: int | None
@@ -104,7 +102,58 @@ class EventLog:
         if not reply:
             return []
         _stream, entries = reply[0]
-        return [(_text(entry_id), decode_event(fields)) for entry_id, fields in entries]
+        return [(text(entry_id), decode_event(fields)) for entry_id, fields in entries]
+
+
+class Subscription:
+    """One pub/sub channel, followed for as long as `run` runs: each message's data goes
+    to `on_message`; `on_subscribed(again)` is called each time the subscription becomes
+    active (`again`: after a loss, when messages may have been missed), `on_lost` each
+    time it is lost; it is then made again with backoff. Pub/sub is a hint: callers keep
+    a fallback."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        channel: str,
+        on_message: Callable[[str], None],
+        on_subscribed: Callable[[bool], None] = lambda again: None,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.on_message = on_message
+        self.on_subscribed = on_subscribed
+        self.on_lost = on_lost
+
+    async def run(self) -> None:
+        pacer, again = Pacer(RESUBSCRIBE_BACKOFF), False
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=PUBSUB_READ_S)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe":
+                        pacer.reset()
+                        self.on_subscribed(again)
+                        again = True
+                    elif msg["type"] == "message":
+                        self.on_message(text(msg["data"]))
+            except (RedisError, OSError) as exc:
+                self.on_lost()
+                log.warning(
+                    "subscription_lost", channel=self.channel, error=repr(exc),
+                    retry_in_s=pacer.delay_s,
+                )  # fmt: skip
+                await pacer.sleep()
+            finally:
+                # PubSub.aclose is untyped in redis-py; give it its (known) type.
+                close: Callable[[], Awaitable[None]] = pubsub.aclose
+                with contextlib.suppress(RedisError, OSError):
+                    await close()
 
 
 class WakeListener:
@@ -116,17 +165,26 @@ class WakeListener:
     """
 
     def __init__(self, redis: aioredis.Redis, channel: str) -> None:
-        self.redis = redis
         self.channel = channel
         self._hint = asyncio.Event()
         self._subscribed = asyncio.Event()
+        self._subscription = Subscription(
+            redis, channel, lambda _data: self._hint.set(), self._on_subscribed,
+            self._subscribed.clear,
+        )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
+
+    def _on_subscribed(self, again: bool) -> None:
+        self._subscribed.set()
+        if again:
+            # Hints may have been lost while we were away: look once.
+            self._hint.set()
 
     async def start(self, timeout_s: float | None = None) -> bool:
         """Subscribe (once) and wait up to `timeout_s` (s; None: no limit) until the
         subscription is active. True when it is."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"wake:{self.channel}")
+            self._task = asyncio.create_task(self._subscription.run(), name=f"wake:{self.channel}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout_s)
         return self._subscribed.is_set()
@@ -150,32 +208,3 @@ class WakeListener:
     async def close(self) -> None:
         await stop(self._task)
         self._task = None
-
-    async def _run(self) -> None:
-        backoff, first = Doubling(*RESUBSCRIBE_BACKOFF_S), True
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                while True:
-                    msg = await pubsub.get_message(timeout=PUBSUB_READ_S)
-                    if msg is None:
-                        continue
-                    if msg["type"] == "subscribe":
-                        self._subscribed.set()
-                        backoff.reset()
-                        if not first:
-                            # Hints may have been lost while we were away: look once.
-                            self._hint.set()
-                        first = False
-                    elif msg["type"] == "message":
-                        self._hint.set()
-            except (RedisError, OSError) as exc:
-                self._subscribed.clear()
-                log.warning("wake_subscription_lost", error=repr(exc), retry_in_s=backoff.delay)
-                await backoff.sleep()
-            finally:
-                # PubSub.aclose is untyped in redis-py; give it its (known) type.
-                close: Callable[[], Awaitable[None]] = pubsub.aclose
-                with contextlib.suppress(RedisError, OSError):
-                    await close()
