@@ -16,7 +16,7 @@ from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
-from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
 from comfyfleet.web.responses import (
     JSON_BODY_LIMIT,
@@ -29,7 +29,8 @@ __all__ = ["JSON_BODY_LIMIT", "routes"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 128
-MAX_PAGE = 200
+# The largest output index a path may name (the OpenAPI entry reads it too).
+MAX_OUTPUT_INDEX = 999_999
 
 routes = web.RouteTableDef()
 
@@ -163,7 +164,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise BadRequest(f"unknown status {raw_status!r}; one of {allowed}") from None
-    limit = _int_query(request, "limit", 50, 1, MAX_PAGE)
+    limit = _int_query(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     jobs, cursor = await request.app[JOBS].list_jobs(
         status=status, cursor=request.query.get("cursor"), limit=limit
     )
@@ -190,6 +191,6 @@ async def get_output(request: web.Request) -> web.Response:
 
 
 def _int_query_path(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 6:
+    if not raw.isdigit() or len(raw) > len(str(MAX_OUTPUT_INDEX)) or int(raw) > MAX_OUTPUT_INDEX:
         raise BadRequest(f"output index must be a small non-negative integer, got {raw!r}")
     return int(raw)

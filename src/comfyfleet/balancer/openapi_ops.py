@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.balancer import alerts_api, events_api, inputs_api, workflows_api
+from comfyfleet.balancer import alerts_api, events_api, inputs_api, jobs_api, workflows_api
 from comfyfleet.balancer.appkeys import WORKFLOWS
 from comfyfleet.balancer.schemas import (
     JOB_ID_PATTERN,
@@ -39,6 +39,7 @@ from comfyfleet.balancer.schemas import (
 from comfyfleet.models.job import JobStatus
 from comfyfleet.models.node import NODE_INFO_EXAMPLE
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKey, NewApiKeyRequest
+from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, ParamSpec, Template
 from comfyfleet.web.metrics import METRICS_OP, served_only
 from comfyfleet.web.openapi import REF, Body, Op, Param, Reply, build_document
@@ -135,8 +136,8 @@ def _jobs() -> list[Op]:
            params=[
                Param("status", "query", {"type": "string", "enum": [s.value for s in JobStatus]},
                      "only jobs in this status", example="running"),
-               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200,
-                                        "default": 50}, "page size", example=20),
+               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                        "default": DEFAULT_PAGE}, "page size", example=20),
                Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,20}$"},
                      "from a previous page's `next_cursor`", example="1041"),
            ],
@@ -162,7 +163,7 @@ def _jobs() -> list[Op]:
            {200: Reply("The file", schema={"type": "string", "format": "binary"},
                        media_type="image/png", headers={"Content-Disposition": "file name"})},
            params=[JOB_ID, Param("index", "path", {"type": "integer", "minimum": 0,
-                                                   "maximum": 999_999},
+                                                   "maximum": jobs_api.MAX_OUTPUT_INDEX},
                                  "the output's `index`", example=0)],
            errors=[STORE]),
     ]  # fmt: skip

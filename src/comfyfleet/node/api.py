@@ -9,7 +9,12 @@ from aiohttp import web
 
 from comfyfleet.errors import BadRequest
 from comfyfleet.node.appkeys import COMFY, STATE, WORKER
-from comfyfleet.node.openapi_ops import NODE_CLASS_PATTERN, InterruptRequest
+from comfyfleet.node.openapi_ops import (
+    DEFAULT_HISTORY_ITEMS,
+    MAX_HISTORY_ITEMS,
+    NODE_CLASS_PATTERN,
+    InterruptRequest,
+)
 from comfyfleet.web.responses import check_name, json_response, read_json
 
 routes = web.RouteTableDef()
@@ -75,9 +80,9 @@ async def queue(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/comfy/history")
 async def history(request: web.Request) -> web.Response:
-    raw = request.query.get("max_items", "50")
-    if not raw.isdigit() or not 0 < int(raw) <= 1000:
-        raise BadRequest("max_items must be an integer from 1 to 1000")
+    raw = request.query.get("max_items", str(DEFAULT_HISTORY_ITEMS))
+    if not raw.isdigit() or not 0 < int(raw) <= MAX_HISTORY_ITEMS:
+        raise BadRequest(f"max_items must be an integer from 1 to {MAX_HISTORY_ITEMS}")
     return json_response(await request.app[COMFY].history_all(max_items=int(raw)))
 
 

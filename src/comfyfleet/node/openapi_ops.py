@@ -23,6 +23,9 @@ from comfyfleet.web.responses import SAFE_NAME_PATTERN
 # ComfyUI node class names carry spaces, dots and brackets; never a path separator, query
 # or escape character, and never a bare "." or "..", so the name stays one path segment.
 NODE_CLASS_PATTERN = r"^(?!\.{1,2}$)[^/\\?#%\x00-\x1f\x7f]{1,128}$"
+# How many finished prompts /api/v1/comfy/history passes on (the handler reads these too).
+DEFAULT_HISTORY_ITEMS = 50
+MAX_HISTORY_ITEMS = 1000
 COMFY = 502
 
 
@@ -103,8 +106,10 @@ OPERATIONS: list[Op] = [
            {"queue_running": [], "queue_pending": []}),
     _comfy("/api/v1/comfy/history", "comfyHistory", "ComfyUI history",
            "ComfyUI's /history: the last `max_items` finished prompts.", {},
-           (Param("max_items", "query", {"type": "integer", "minimum": 1, "maximum": 1000,
-                                         "default": 50}, "how many", example=20),)),
+           (Param("max_items", "query", {"type": "integer", "minimum": 1,
+                                         "maximum": MAX_HISTORY_ITEMS,
+                                         "default": DEFAULT_HISTORY_ITEMS},
+                  "how many", example=20),)),
     _comfy("/api/v1/comfy/models", "comfyModels", "ComfyUI models",
            "Model folders, or the files in `folder` (404 if ComfyUI has no such folder).",
            ["checkpoints", "loras", "vae"],
