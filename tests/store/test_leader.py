@@ -9,6 +9,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,12 @@ from tests.support.waiting import until
 TTL_MS = 600
 
 # A fenced write: append the writer's token to a list (KEYS[2]).
-APPEND = "redis.call('RPUSH', KEYS[2], ARGV[2]) return 1"
+APPEND = "redis.call('RPUSH', KEYS[2], A.item) return 1"
+
+
+@dataclass(frozen=True)
+class AppendArgs:
+    item: str
 
 
 @pytest.fixture
@@ -65,15 +71,15 @@ async def test_lapsed_lease_goes_to_the_other_and_fences_the_old_holder(
     b = contender(client, redis_config.namespace, "b", ttl_ms=50)
     lease_a = await a.acquire()
     assert lease_a is not None
-    write = FencedScript(client, APPEND)
+    write: FencedScript[AppendArgs] = FencedScript(client, APPEND)
     log_key = keys.prefix + ":test:log"
-    assert await write(lease_a, a.key, [log_key], ["a"]) == 1
+    assert await write(lease_a, a.key, [log_key], AppendArgs("a")) == 1
     lease_b = await until(b.acquire, lambda lease: lease is not None, what="a's lease to lapse")
     assert lease_b is not None
     assert lease_b.epoch > lease_a.epoch
     with pytest.raises(NotLeader):
-        await write(lease_a, a.key, [log_key], ["a-late"])
-    assert await write(lease_b, b.key, [log_key], ["b"]) == 1
+        await write(lease_a, a.key, [log_key], AppendArgs("a-late"))
+    assert await write(lease_b, b.key, [log_key], AppendArgs("b")) == 1
     assert await client.lrange(log_key, 0, -1) == [b"a", b"b"]
 
 

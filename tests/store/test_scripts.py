@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from comfyfleet.store import apikeys, inputs, webhooks
+from comfyfleet.alerts import store as alert_store
+from comfyfleet.store import apikeys, inputs, leader, webhooks
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
@@ -20,12 +21,15 @@ from comfyfleet.store.scripts import (
 )
 
 LUA = Path(__file__).parents[2] / "src" / "comfyfleet" / "store" / "lua"
+FENCED_ARGS: dict[str, type] = {"alerts_commit": alert_store.CommitArgs}
 STANDALONE_ARGS: dict[str, type] = {
     "apikey_create": apikeys.CreateArgs,
     "apikey_revoke": apikeys.RevokeArgs,
     "apikey_touch": apikeys.TouchArgs,
     "input_put": inputs.PutArgs,
     "input_hold": inputs.HoldArgs,
+    "leader_acquire": leader.AcquireArgs,
+    "leader_renew": leader.RenewArgs,
     "webhook_claim": webhooks.ClaimArgs,
     "webhook_collect": webhooks.CollectArgs,
     "webhook_lease": webhooks.LeaseArgs,
@@ -39,8 +43,7 @@ def _names(cls: type) -> set[str]:
 
 def test_every_script_file_has_its_arguments_listed() -> None:
     files = {path.stem for path in LUA.glob("*.lua") if not path.stem.startswith("_")}
-    files -= {"alerts_commit", "leader_acquire", "leader_renew"}  # see store/leader.py
-    assert files == set(JOB_SCRIPT_ARGS) | set(STANDALONE_ARGS)
+    assert files == set(JOB_SCRIPT_ARGS) | set(STANDALONE_ARGS) | set(FENCED_ARGS)
 
 
 @pytest.mark.parametrize("name", sorted(JOB_SCRIPT_ARGS))
@@ -79,6 +82,18 @@ async def test_standalone_script_reads_exactly_its_named_arguments(
     assert set(re.findall(r"\bA\.(\w+)", text)) == _names(STANDALONE_ARGS[name]), name
     assert not re.search(r"ARGV\[1\]", text), f"{name}.lua reads its arguments by position"
     assert await redis_client.script_load(ARGS_PRELUDE + text)
+
+
+@pytest.mark.parametrize("name", sorted(FENCED_ARGS))
+async def test_fenced_script_reads_exactly_its_named_arguments(
+    name: str, redis_client: aioredis.Redis
+) -> None:
+    text = read_lua(name)
+    assert text.startswith(f"-- {name}:"), name
+    assert set(re.findall(r"\bA\.(\w+)", text)) == _names(FENCED_ARGS[name]), name
+    code = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    assert "ARGV" not in "\n".join(code), f"{name}.lua reads ARGV by position"
+    assert await redis_client.script_load(read_lua("_fence") + "\n" + text)
 
 
 def test_no_script_builds_a_key_name_from_another() -> None:

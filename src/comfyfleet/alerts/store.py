@@ -13,7 +13,7 @@ Times in ms.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,21 +23,28 @@ from comfyfleet.alerts.model import AlertState, Notification
 from comfyfleet.alerts.rules import Counters
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import FencedScript, Lease
-from comfyfleet.store.scripts import Script, fields_of, guarded, standalone, text
+from comfyfleet.store.scripts import Script, fields_of, guarded, read_lua, standalone, text
 from comfyfleet.store.webhooks import DEAD_TTL_MS, ClaimArgs, Delivery, SettleArgs
 
 LEADER_NAME = "alerts"
 
 
-def _lua(name: str) -> str:
-    return resources.files("comfyfleet.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+@dataclass(frozen=True)
+class CommitArgs:
+    now_ms: int
+    sample: str  # JSON
+    drop_before_ms: int
+    notification_prefix: str
+    states: list[list[str]]  # [fingerprint, state JSON]
+    forget: list[str]
+    notifications: list[dict[str, str | int]]  # id, receiver, event, body, max_attempts
 
 
 class AlertStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._commit = FencedScript(redis, _lua("alerts_commit"))
+        self._commit: FencedScript[CommitArgs] = FencedScript(redis, read_lua("alerts_commit"))
         self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
         self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
 
@@ -74,14 +81,19 @@ class AlertStore:
         max_attempts: int,
     ) -> int:
         """Record a round (see alerts_commit.lua); NotLeader when `lease` lapsed."""
-        sample_json = orjson.dumps({"at_ms": sample.at_ms, "values": sample.values})
-        args: list[Any] = [now, sample_json, now - keep_samples_ms, self.keys.alert_prefix(),
-                           len(states)]  # fmt: skip
-        for fp, state in states.items():
-            args += [fp, state.to_json()]
-        args += [len(forget), *forget]
-        for n in notifications:
-            args += [n.id, n.receiver, f"alerts.{n.status}", n.to_json(), max_attempts]
+        args = CommitArgs(
+            now_ms=now,
+            sample=orjson.dumps({"at_ms": sample.at_ms, "values": sample.values}).decode(),
+            drop_before_ms=now - keep_samples_ms,
+            notification_prefix=self.keys.alert_prefix(),
+            states=[[fp, state.to_json().decode()] for fp, state in states.items()],
+            forget=list(forget),
+            notifications=[
+                {"id": n.id, "receiver": n.receiver, "event": f"alerts.{n.status}",
+                 "body": n.to_json().decode(), "max_attempts": max_attempts}
+                for n in notifications
+            ],
+        )  # fmt: skip
         keys = [self.keys.alerts_state, self.keys.alerts_samples, self.keys.alerts_due]
         return int(await self._commit(lease, self.leader_key, keys, args))
 

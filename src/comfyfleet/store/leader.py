@@ -25,16 +25,16 @@ import asyncio
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from typing import Any, Generic
 
+import orjson
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from comfyfleet.errors import Conflict
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import text
+from comfyfleet.store.scripts import Args, Script, read_lua, standalone, text
 from comfyfleet.tasks import stop
 
 log = structlog.get_logger(__name__)
@@ -47,8 +47,16 @@ class NotLeader(Conflict):
     title = "Not the leader"
 
 
-def _lua(name: str) -> str:
-    return resources.files("comfyfleet.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+@dataclass(frozen=True)
+class AcquireArgs:
+    holder: str
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class RenewArgs:
+    token: str
+    ttl_ms: int  # 0 releases the lease
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,8 @@ class LeaderLease:
             raise ValueError("a leadership lease needs at least 30 ms")
         self.redis, self.keys, self.name, self.ttl_ms = redis, keys, name, ttl_ms
         self.holder = holder or uuid.uuid4().hex
-        self._acquire = redis.register_script(_lua("leader_acquire"))
-        self._renew = redis.register_script(_lua("leader_renew"))
+        self._acquire: Script[AcquireArgs] = standalone(redis, "leader_acquire")
+        self._renew: Script[RenewArgs] = standalone(redis, "leader_renew")
 
     @property
     def key(self) -> str:
@@ -84,16 +92,16 @@ class LeaderLease:
     async def acquire(self) -> Lease | None:
         """The lease if this holder has it now (newly or already), else None."""
         keys = [self.key, self.keys.leader_epoch(self.name)]
-        reply = await self._acquire(keys=keys, args=[self.holder, self.ttl_ms])
+        reply = await self._acquire(keys, AcquireArgs(self.holder, self.ttl_ms))
         return Lease(self.name, text(reply)) if reply else None
 
     async def renew(self, lease: Lease) -> bool:
         """Extend the lease by its ttl; False when it is no longer ours."""
-        return int(await self._renew(keys=[self.key], args=[lease.token, self.ttl_ms])) == 1
+        return int(await self._renew([self.key], RenewArgs(lease.token, self.ttl_ms))) == 1
 
     async def release(self, lease: Lease) -> bool:
         """Give the lease up at once (a successor need not wait for it to lapse)."""
-        return int(await self._renew(keys=[self.key], args=[lease.token, 0])) == 1
+        return int(await self._renew([self.key], RenewArgs(lease.token, 0))) == 1
 
     async def holder_of(self) -> str | None:
         """Who holds the lease now (its holder id), or None."""
@@ -101,19 +109,19 @@ class LeaderLease:
         return text(token).split(":", 1)[1] if token else None
 
 
-class FencedScript:
+class FencedScript(Generic[Args]):
     """A Lua script that runs only for the current leader: `_fence.lua` checks the token
-    (KEYS[1], ARGV[1]) first, so the script's own KEYS and ARGV start at index 2."""
+    (KEYS[1], ARGV[1]) first, so the script's own KEYS start at index 2; its named
+    arguments `Args` (a frozen dataclass) are `A`, as in every script (store/scripts.py)."""
 
     def __init__(self, redis: aioredis.Redis, source: str) -> None:
-        self._script = redis.register_script(_lua("_fence") + "\n" + source)
+        self._script = redis.register_script(read_lua("_fence") + "\n" + source)
 
-    async def __call__(
-        self, lease: Lease, leader_key: str, keys: Sequence[str], args: Sequence[Any]
-    ) -> Any:
+    async def __call__(self, lease: Lease, leader_key: str, keys: Sequence[str], args: Args) -> Any:
         """Run it; NotLeader when `lease` is no longer the one held."""
         try:
-            return await self._script(keys=[leader_key, *keys], args=[lease.token, *args])
+            argv: list[str | bytes] = [lease.token, orjson.dumps(args)]
+            return await self._script(keys=[leader_key, *keys], args=argv)
         except ResponseError as exc:
             if str(exc).startswith("NOTLEADER"):
                 raise NotLeader(f"lease {lease.name!r} token {lease.token} lapsed") from exc

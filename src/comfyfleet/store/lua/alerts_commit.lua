@@ -4,43 +4,33 @@
 -- KEYS[2]  {ns}:alerts:state    HASH fingerprint -> alert state JSON
 -- KEYS[3]  {ns}:alerts:samples  ZSET (score ms) of counter samples, JSON
 -- KEYS[4]  {ns}:alerts:due      ZSET (score due ms) of notifications to deliver
--- ARGV[2]  now (ms)
--- ARGV[3]  this round's counter sample (JSON)
--- ARGV[4]  samples older than this (ms) are dropped
--- ARGV[5]  notification key prefix ({ns}:alert:)
--- ARGV[6]  n: how many states follow, as n (fingerprint, JSON) pairs
--- then     m, followed by m fingerprints to forget
--- then     notifications, 5 values each: id, receiver, event, body, max attempts
+-- A (alerts.store.CommitArgs)  now_ms, sample (this round's counter sample, JSON),
+--          drop_before_ms (older samples are dropped), notification_prefix ({ns}:alert:),
+--          states (a list of [fingerprint, state JSON]), forget (fingerprints), and
+--          notifications (a list of {id, receiver, event, body, max_attempts})
 --
 -- Returns the number of notifications queued. The state, the sample and the notifications
 -- land together or not at all: a takeover after this sends nothing twice, before it
 -- nothing was sent.
-local now = ARGV[2]
-redis.call('ZADD', KEYS[3], now, ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
-local i = 6
-local n = tonumber(ARGV[i])
-for j = 1, n do
-  redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+local now = A.now_ms
+redis.call('ZADD', KEYS[3], now, A.sample)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', A.drop_before_ms))
+for _, state in ipairs(A.states) do
+  redis.call('HSET', KEYS[2], state[1], state[2])
 end
-i = i + 2 * n + 1
-local m = tonumber(ARGV[i])
-for j = 1, m do
-  redis.call('HDEL', KEYS[2], ARGV[i + j])
+for _, fingerprint in ipairs(A.forget) do
+  redis.call('HDEL', KEYS[2], fingerprint)
 end
-i = i + m + 1
 local queued = 0
-while i + 4 <= #ARGV do
-  local id = ARGV[i]
-  local key = ARGV[5] .. id
+for _, n in ipairs(A.notifications) do
+  local key = A.notification_prefix .. n.id
   if redis.call('EXISTS', key) == 0 then
     -- The delivery record has the webhook queue's layout, so webhook_claim/settle serve it.
-    redis.call('HSET', key, 'id', id, 'job_id', '', 'url', ARGV[i + 1], 'event', ARGV[i + 2],
-      'body', ARGV[i + 3], 'max_attempts', ARGV[i + 4], 'attempts', 0, 'created_ms', now,
+    redis.call('HSET', key, 'id', n.id, 'job_id', '', 'url', n.receiver, 'event', n.event,
+      'body', n.body, 'max_attempts', n.max_attempts, 'attempts', 0, 'created_ms', now,
       'claim', '', 'last_error', '')
-    redis.call('ZADD', KEYS[4], now, id)
+    redis.call('ZADD', KEYS[4], now, n.id)
     queued = queued + 1
   end
-  i = i + 5
 end
 return queued
