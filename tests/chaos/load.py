@@ -149,7 +149,7 @@ async def check(
         figures.resumed += any(e["type"] == "resumed" for e in events)
         for record in job.history:
             if record.error is not None:
-                code = record.error.code
+                code = record.error.code.value
                 figures.failed_attempts[code] = figures.failed_attempts.get(code, 0) + 1
         figures.recover_ms += _recoveries(job, faults)
     stats = await store.stats()
