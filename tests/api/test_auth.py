@@ -24,6 +24,12 @@ from tests.api.conftest import ADMIN_AUTH, PASSWORD, USER, Role
 SAMPLES = {"job_id": "0" * 32, "index": "0", "node_id": "nobody", "name": "txt2img",
            "asset": "swagger-ui.css", "key_id": "0" * 12}  # fmt: skip
 ADMIN_ONLY = re.compile(r"^/api/v1/apikeys")
+# Routes a key may use only with the "workflows" scope (the walk's key has no scope).
+SCOPED = {
+    ("POST", "/api/v1/workflows/{name}/versions"),
+    ("POST", "/api/v1/workflows/{name}/rollback"),
+    ("DELETE", "/api/v1/workflows/{name}"),
+}
 
 
 def _routes(role: Role) -> list[tuple[str, str, str]]:
@@ -62,7 +68,7 @@ async def _walk(role: Role, key: str) -> None:
         status, _, _ = await role.call(method, path, auth=ADMIN_AUTH, **body)
         assert status not in (401, 403), where
         status, _, _ = await role.call(method, path, auth=bearer_header(key), **body)
-        if ADMIN_ONLY.match(canonical):
+        if ADMIN_ONLY.match(canonical) or (method, canonical) in SCOPED:
             assert status == 403, where
         else:
             assert status not in (401, 403), where
