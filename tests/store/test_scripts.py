@@ -19,9 +19,16 @@ from comfyfleet.store.scripts import (
     read_lua,
     source,
 )
+from comfyfleet.templates import publishing
 
 LUA = Path(__file__).parents[2] / "src" / "comfyfleet" / "store" / "lua"
 FENCED_ARGS: dict[str, type] = {"alerts_commit": alert_store.CommitArgs}
+TEMPLATES_LUA = LUA.parents[1] / "templates" / "lua"
+TEMPLATE_ARGS: dict[str, type] = {
+    "publish": publishing.PublishArgs,
+    "rollback": publishing.RollbackArgs,
+    "retire": publishing.RetireArgs,
+}
 STANDALONE_ARGS: dict[str, type] = {
     "apikey_create": apikeys.CreateArgs,
     "apikey_revoke": apikeys.RevokeArgs,
@@ -44,6 +51,7 @@ def _names(cls: type) -> set[str]:
 def test_every_script_file_has_its_arguments_listed() -> None:
     files = {path.stem for path in LUA.glob("*.lua") if not path.stem.startswith("_")}
     assert files == set(JOB_SCRIPT_ARGS) | set(STANDALONE_ARGS) | set(FENCED_ARGS)
+    assert {path.stem for path in TEMPLATES_LUA.glob("*.lua")} == set(TEMPLATE_ARGS)
 
 
 @pytest.mark.parametrize("name", sorted(JOB_SCRIPT_ARGS))
@@ -94,6 +102,17 @@ async def test_fenced_script_reads_exactly_its_named_arguments(
     code = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
     assert "ARGV" not in "\n".join(code), f"{name}.lua reads ARGV by position"
     assert await redis_client.script_load(read_lua("_fence") + "\n" + text)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_ARGS))
+async def test_workflow_script_reads_exactly_its_named_arguments(
+    name: str, redis_client: aioredis.Redis
+) -> None:
+    text = (TEMPLATES_LUA / f"{name}.lua").read_text()
+    assert text.startswith(f"-- {name}:"), name
+    assert set(re.findall(r"\bA\.(\w+)", text)) == _names(TEMPLATE_ARGS[name]), name
+    assert "ARGV" not in text, f"{name}.lua reads its arguments by position"
+    assert await redis_client.script_load(ARGS_PRELUDE + text)
 
 
 def test_no_script_builds_a_key_name_from_another() -> None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.errors import Conflict, StoreError, UnknownWorkflow, ValidationFailed
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import ARGS_PRELUDE, Script, text
 from comfyfleet.templates.contract import (
     Break,
     contract_breaks,
@@ -93,8 +94,39 @@ class Published:
         return self.outcome in ("published", "activated", "rolled_back")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _script(redis: aioredis.Redis, name: str) -> Script[Any]:
+    return Script(redis, ARGS_PRELUDE + (_LUA / f"{name}.lua").read_text())
+
+
+@dataclass(frozen=True)
+class PublishArgs:
+    name: str
+    version: str
+    template: str  # JSON
+    author: str
+    note: str
+    now_ms: int
+    expected: str  # the active version the caller checked against: "" none, "*" any
+    mode: str  # "publish" (the API) or "seed" (a balancer's folders at start)
+    log_limit: int
+
+
+@dataclass(frozen=True)
+class RollbackArgs:
+    name: str
+    version: str
+    author: str
+    note: str
+    now_ms: int
+    log_limit: int
+
+
+@dataclass(frozen=True)
+class RetireArgs:
+    name: str
+    author: str
+    now_ms: int
+    log_limit: int
 
 
 class WorkflowPublisher:
@@ -105,9 +137,9 @@ class WorkflowPublisher:
         self.keys = keys
         self.clock = clock
         self.reader = WorkflowRegistry(redis, keys)
-        self._publish = redis.register_script((_LUA / "publish.lua").read_text())
-        self._rollback = redis.register_script((_LUA / "rollback.lua").read_text())
-        self._retire = redis.register_script((_LUA / "retire.lua").read_text())
+        self._publish: Script[PublishArgs] = _script(redis, "publish")
+        self._rollback: Script[RollbackArgs] = _script(redis, "rollback")
+        self._retire: Script[RetireArgs] = _script(redis, "retire")
 
     def _keys(self, name: str) -> list[str]:
         return [self.keys.workflow(name), self.keys.workflows, self.keys.workflow_log(name)]
@@ -116,21 +148,19 @@ class WorkflowPublisher:
         self, template: Template, *, author: str, note: str, expected: str, mode: str
     ) -> tuple[str, str]:
         """The publish script: (outcome, active version before)."""
-        reply = await self._publish(
-            keys=self._keys(template.name),
-            args=[
-                template.name,
-                template.version,
-                template.model_dump_json(),
-                author,
-                note,
-                self.clock.now_ms(),
-                expected,
-                mode,
-                LOG_LIMIT,
-            ],
+        args = PublishArgs(
+            name=template.name,
+            version=template.version,
+            template=template.model_dump_json(),
+            author=author,
+            note=note,
+            now_ms=self.clock.now_ms(),
+            expected=expected,
+            mode=mode,
+            log_limit=LOG_LIMIT,
         )
-        return _text(reply[0]), _text(reply[1])
+        reply = await self._publish(self._keys(template.name), args)
+        return text(reply[0]), text(reply[1])
 
     async def seed(self, templates: Iterable[Template]) -> list[Published]:
         """Publish what a balancer loaded from its folders, without undoing the API's work:
@@ -173,11 +203,9 @@ class WorkflowPublisher:
 
     async def rollback(self, name: str, version: str, *, author: str, note: str = "") -> Published:
         """Make a stored version active again; UnknownWorkflow (404) if there is none."""
-        reply = await self._rollback(
-            keys=self._keys(name),
-            args=[name, version, author, note, self.clock.now_ms(), LOG_LIMIT],
-        )
-        outcome, previous = _text(reply[0]), _text(reply[1])
+        args = RollbackArgs(name, version, author, note, self.clock.now_ms(), LOG_LIMIT)
+        reply = await self._rollback(self._keys(name), args)
+        outcome, previous = text(reply[0]), text(reply[1])
         if outcome == "missing":
             raise UnknownWorkflow(
                 f"workflow {name!r} has no version {version!r}", workflow=name, version=version
@@ -187,12 +215,11 @@ class WorkflowPublisher:
     async def retire(self, name: str, *, author: str) -> str:
         """Take `name` out of the listing and unpinned submits; the version that was active.
         UnknownWorkflow (404) when it is not published."""
-        reply = await self._retire(
-            keys=self._keys(name), args=[name, author, self.clock.now_ms(), LOG_LIMIT]
-        )
+        args = RetireArgs(name, author, self.clock.now_ms(), LOG_LIMIT)
+        reply = await self._retire(self._keys(name), args)
         if not reply:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
-        return _text(reply)
+        return text(reply)
 
     async def log(self, name: str) -> list[LogEntry]:
         """The workflow's changes, newest first; UnknownWorkflow when it never existed."""

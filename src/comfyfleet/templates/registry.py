@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from comfyfleet.errors import UnknownWorkflow
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import text
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, Template
 
 CURRENT = "current"
@@ -26,10 +27,6 @@ POINTERS = frozenset({CURRENT, "seeded"})
 _NAME = re.compile(WORKFLOW_NAME_PATTERN)
 # Distinct (name, version) pairs kept parsed in memory per registry.
 DEFAULT_CACHE_SIZE = 256
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class WorkflowRegistry:
@@ -48,7 +45,7 @@ class WorkflowRegistry:
         version = await self.redis.hget(self.keys.workflows, name)
         if version is None:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
-        return _text(version)
+        return text(version)
 
     async def get(self, name: str, version: str | None = None) -> Template:
         """The template at `version` (None: the current one); UnknownWorkflow if absent."""
@@ -72,7 +69,7 @@ class WorkflowRegistry:
     async def index(self) -> dict[str, str]:
         """Name -> active version of every published workflow, sorted by name."""
         current = await self.redis.hgetall(self.keys.workflows)
-        return dict(sorted((_text(k), _text(v)) for k, v in current.items()))
+        return dict(sorted((text(k), text(v)) for k, v in current.items()))
 
     async def list(self, index: dict[str, str] | None = None) -> builtins.list[Template]:
         """The active version of every published workflow, by name (of `index` if given)."""
@@ -84,7 +81,7 @@ class WorkflowRegistry:
         if not _NAME.fullmatch(name):
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         fields = await self.redis.hkeys(self.keys.workflow(name))
-        versions = sorted(v for v in map(_text, fields) if v not in POINTERS)
+        versions = sorted(v for v in map(text, fields) if v not in POINTERS)
         if not versions:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         return versions
