@@ -16,6 +16,7 @@ from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.models.job import DEFAULT_POOL
 from comfyfleet.models.node import NodeState
 from comfyfleet.store import histograms
+from comfyfleet.store.scripts import text
 from comfyfleet.web.metrics import Collected, Metric, histogram
 
 # Store counters that are not job outcomes are still worth a series; the help says what.
@@ -83,7 +84,7 @@ async def _counts(app: web.Application) -> list[Collected]:
     # nodes serve, and the default, so the series stay put while queues are empty.
     prefix = jobs.keys.queue("")
     waiting = {
-        (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+        text(key)[len(prefix) :]
         async for key in jobs.redis.scan_iter(match=jobs.keys.queue("*"), count=500)
     }
     pools = sorted({DEFAULT_POOL, *waiting, *(pool for node in nodes for pool in node.pools)})
