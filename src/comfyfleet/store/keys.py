@@ -46,6 +46,9 @@ key                        type   TTL             written by
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
 {ns}:preview:<job>         HASH   preview TTL     node/previews.py: the job's latest preview
+{ns}:joblog:<job>:<n>      LIST   retention, from store/joblogs.py (node): ComfyUI's lines of the
+                                  each append     job's attempt n, JSON each, capped (200 lines,
+                                                  64 KiB)
 {ns}:hook:<job>            HASH   retention       store/webhooks.py at submit: the job's webhook
                                                   options (events, base URL, progress cursor)
 {ns}:webhooks:fleet        STRING -               balancer with a fleet-wide webhook: "1"
@@ -197,6 +200,10 @@ class Keys:
 
     def preview(self, job_id: str) -> str:
         return f"{self.prefix}:preview:{job_id}"
+
+    def job_log(self, job_id: str, attempt: int) -> str:
+        """ComfyUI's log lines of one attempt of a job."""
+        return f"{self.prefix}:joblog:{job_id}:{attempt}"
 
     def webhook_job(self, job_id: str) -> str:
         return f"{self.prefix}:hook:{job_id}"
