@@ -1,7 +1,8 @@
 """Configure logging once per process: structlog JSON lines (orjson) to stdout and, when
 `--logdy HOST:PORT` is set, to Logdy. The stdlib's loggers (aiohttp's access log, redis,
 asyncio) go through the same processors, so every line has one shape:
-`{"event", "level", "timestamp" (ISO 8601, UTC), "role", "node_id"?, "job_id"?, ...}`.
+`{"event", "level", "timestamp" (ISO 8601, UTC), "role", "node_id"?, "job_id"?, ...}`,
+with secrets redacted (`logs/redact.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from comfyfleet.config import LogConfig, parse_host_port
 from comfyfleet.errors import ConfigError
 from comfyfleet.logs.logdy import LogdySink, encode
+from comfyfleet.logs.redact import redact_event
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -93,6 +95,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        redact_event,  # last: it sees the rendered traceback too
     ]
     structlog.configure(
         processors=[*shared, renderer],
