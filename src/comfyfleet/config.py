@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import shlex
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -183,6 +185,32 @@ class NodeConfig(_Frozen):
     lease_ms: int = Field(default=30_000, ge=1_000)
     retry_base_ms: int = Field(default=1_000, ge=0)
     retry_jitter: bool = True
+    # Run ComfyUI as the node's child (node/supervisor.py) instead of driving `comfy_url`:
+    # the command, its working directory, how long it may take to answer (s), how long it
+    # gets to stop after SIGTERM (s), and the first restart delay (s, doubling up to 60 s).
+    comfy_cmd: str | None = None
+    comfy_dir: str | None = None
+    comfy_start_timeout_s: float = Field(default=300.0, gt=0)
+    comfy_stop_grace_s: float = Field(default=10.0, ge=0)
+    comfy_restart_s: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("comfy_cmd")
+    @classmethod
+    def _check_comfy_cmd(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments: {exc}") from None
+            return value
+        return None
+
+    @field_validator("comfy_dir")
+    @classmethod
+    def _check_comfy_dir(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is not a directory")
+        return value or None
 
 
 class SimConfig(_Frozen):
@@ -209,6 +237,8 @@ class SimConfig(_Frozen):
     drop_ws_after_nodes: int | None = Field(default=None, ge=1)
     # Kill the process (os._exit) after N executed nodes.
     die_after_nodes: int | None = Field(default=None, ge=1)
+    # Write each log line to stderr as well, as ComfyUI's console does (the CLI sets it).
+    echo_logs: bool = False
 
 
 def parse_models(specs: list[str]) -> dict[str, tuple[str, ...]]:

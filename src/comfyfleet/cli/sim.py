@@ -21,7 +21,12 @@ def _opt(flag: str, env: str, text: str) -> typer.models.OptionInfo:
 
 @app.command()
 def sim(
-    host: Annotated[str, _opt("--host", "SIM_HOST", "Bind address.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", "--listen", envvar="SIM_HOST", help="Bind address (--listen: ComfyUI's name)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, _opt("--port", "SIM_PORT", "HTTP port (0: any free port).")] = 8188,
     node_ms: Annotated[float, _opt("--node-ms", "SIM_NODE_MS", "Time per node, ms.")] = 5.0,
     step_ms: Annotated[float, _opt("--step-ms", "SIM_STEP_MS", "Time per sampler step, ms.")] = 2.0,
@@ -93,6 +98,7 @@ def sim(
             stall_ms=stall_ms,
             drop_ws_after_nodes=drop_ws_after_nodes,
             die_after_nodes=die_after_nodes,
+            echo_logs=True,
         )
     except (ComfyfleetError, ValueError) as exc:
         typer.echo(f"comfyfleet sim: {exc}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +253,9 @@ class _JobRun:
         if isinstance(error, Interrupted):
             self.add_message("execution_interrupted", base, broadcast=True)
             return
+        # ComfyUI's execute(): two logging.error calls, the second a whole traceback.
+        self.ex.hub.log(f"!!! Exception during processing !!! {error}")
+        self.ex.hub.log("".join(traceback.format_exception(error)))
         self.add_message(
             "execution_error",
             {

@@ -3,6 +3,12 @@
 Like ComfyUI's send_sync + publish_loop, every message goes through one queue drained by
 one task, so frames reach each socket in the order they were produced. A message with a
 `sid` goes to that client only (if connected); without one it goes to every socket.
+
+Logs as ComfyUI's app/logger.py keeps them: each logging call is one entry `{"t", "m"}`
+(local ISO time; the message plus "\n", so a traceback is one multi-line entry), the last
+300 kept, and each new entry sent to the subscribed sockets as a `logs` frame. ComfyUI
+drops a subscription whose socket is gone when it next sends; so does the sim. Like
+ComfyUI's console, the lines are also written to `echo` (the CLI's stderr) when given.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import struct
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import ClientError, web
 
@@ -29,8 +35,9 @@ Outgoing = tuple[str | int, Any, str | None]
 
 
 class Hub:
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, echo: TextIO | None = None) -> None:
         self.faults = faults
+        self.echo = echo
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.feature_flags: dict[str, dict[str, Any]] = {}
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
@@ -93,5 +100,11 @@ class Hub:
         """Append one line to the log buffer and push it to subscribed sockets."""
         entry = {"t": datetime.now().isoformat(), "m": message + "\n"}
         self.logs.append(entry)
+        if self.echo is not None:
+            self.echo.write(entry["m"])
+            self.echo.flush()
         for sid in list(self.log_subscribers):
+            if sid not in self.sockets:  # ComfyUI's TerminalService unsubscribes it too
+                self.log_subscribers.discard(sid)
+                continue
             self.send("logs", {"entries": [entry], "size": None}, sid)

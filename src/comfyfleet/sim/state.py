@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -47,7 +48,7 @@ def build_state(config: SimConfig, storage: Storage) -> SimState:
         drop_ws_after_nodes=config.drop_ws_after_nodes,
         die_after_nodes=config.die_after_nodes,
     )
-    hub = Hub(faults)
+    hub = Hub(faults, echo=sys.stderr if config.echo_logs else None)
     faults.drop_websockets = hub.drop_all
     # The closure reads `queue` when called, after the assignment below has bound it.
     queue = PromptQueue(
