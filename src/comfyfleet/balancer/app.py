@@ -17,6 +17,7 @@ from comfyfleet.balancer import (
     fleet_api,
     inputs_api,
     jobs_api,
+    logs_api,
     metrics,
     openapi_ops,
     workflows_api,
@@ -130,6 +131,7 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(jobs_api.routes)
     app.add_routes(events_api.routes)
     app.add_routes(inputs_api.routes)
+    app.add_routes(logs_api.routes)
     app.add_routes(fleet_api.routes)
     app.add_routes(workflows_api.routes)
     app.add_routes(apikeys_api.routes)

@@ -19,7 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.balancer import alerts_api, events_api, inputs_api, jobs_api, workflows_api
+from comfyfleet.balancer import (
+    alerts_api,
+    events_api,
+    inputs_api,
+    jobs_api,
+    logs_api,
+    workflows_api,
+)
 from comfyfleet.balancer.appkeys import WORKFLOWS
 from comfyfleet.balancer.schemas import (
     JOB_ID_PATTERN,
@@ -257,6 +264,7 @@ OPERATIONS: list[Op] = [
     *inputs_api.OPS,
     *workflows_api.OPS,
     *alerts_api.OPS,
+    *logs_api.OPS,
 ]
 TAGS = {
     "jobs": "Submit, follow, cancel jobs; download outputs",

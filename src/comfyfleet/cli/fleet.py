@@ -150,6 +150,8 @@ class FleetSpec:
     balancer_port: int = 7999
     first_node_port: int = 8101
     comfy_urls: list[str] = field(default_factory=list)
+    # Each node runs its own ComfyUI with this command (no stand-ins are started).
+    comfy_cmd: str | None = None
     redis_url: str | None = None
     namespace: str = "comfyfleet"
     username: str | None = None
@@ -209,7 +211,8 @@ class Fleet:
             self.redis.start()
             self.redis_url = self.redis.url
         comfy_urls = list(spec.comfy_urls)
-        for i in range(spec.nodes - len(comfy_urls) if not spec.comfy_urls else 0):
+        without_sims = spec.comfy_urls or spec.comfy_cmd
+        for i in range(spec.nodes - len(comfy_urls) if not without_sims else 0):
             port = free_port(spec.host)
             sim = self._proc(
                 f"sim-{i + 1}",
@@ -231,7 +234,10 @@ class Fleet:
             )
             self.sims.append(sim)
             comfy_urls.append(f"http://{spec.host}:{port}")
-        for i, url in enumerate(comfy_urls):
+        comfy_args = [["--comfy-url", url] for url in comfy_urls]
+        if spec.comfy_cmd and not comfy_args:
+            comfy_args = [["--comfy-cmd", spec.comfy_cmd]] * spec.nodes
+        for i, comfy_arg in enumerate(comfy_args):
             port = self._port(spec.first_node_port, i)
             self.nodes.append(
                 self._proc(
@@ -242,8 +248,7 @@ class Fleet:
                         spec.host,
                         "--port",
                         str(port),
-                        "--comfy-url",
-                        url,
+                        *comfy_arg,
                         "--node-id",
                         f"node-{i + 1}",
                         "--prefetch",

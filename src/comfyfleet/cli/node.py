@@ -14,6 +14,48 @@ def node(
     comfy_url: Annotated[
         str, typer.Option("--comfy-url", envvar="COMFY_URL", help="The ComfyUI this node drives.")
     ] = "http://127.0.0.1:8188",
+    comfy_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--comfy-cmd",
+            envvar="COMFY_CMD",
+            help="Run ComfyUI as this node's child with this command (e.g. \"python main.py "
+            '--disable-auto-launch"); it gets --listen 127.0.0.1 --port P unless it says '
+            "{port}. Restarted when it exits or hangs; --comfy-url is then ignored.",
+        ),
+    ] = None,
+    comfy_dir: Annotated[
+        str | None,
+        typer.Option("--comfy-dir", envvar="COMFY_DIR", help="Working directory of --comfy-cmd."),
+    ] = None,
+    comfy_start_timeout: Annotated[
+        float,
+        typer.Option(
+            "--comfy-start-timeout",
+            envvar="COMFY_START_TIMEOUT",
+            min=1.0,
+            help="Seconds --comfy-cmd may take to answer before it is restarted.",
+        ),
+    ] = 300.0,
+    comfy_stop_grace: Annotated[
+        float,
+        typer.Option(
+            "--comfy-stop-grace",
+            envvar="COMFY_STOP_GRACE",
+            min=0.0,
+            help="Seconds ComfyUI gets to exit after SIGTERM before SIGKILL.",
+        ),
+    ] = 10.0,
+    comfy_restart_delay: Annotated[
+        float,
+        typer.Option(
+            "--comfy-restart-delay",
+            envvar="COMFY_RESTART_DELAY",
+            min=0.01,
+            max=60.0,
+            help="First wait before restarting ComfyUI; doubles per failed start up to 60 s.",
+        ),
+    ] = 1.0,
     host: opt.Host = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", envvar=["NODE_PORT", "SERVICE_PORT"], help="HTTP port.")
@@ -85,7 +127,9 @@ def node(
     from comfyfleet.node.app import create_app, default_node_id
 
     node_id = node_id or default_node_id(port)
-    cfg = NodeConfig(
+    cfg = opt.config_or_exit(
+        NodeConfig,
+        "node",
         server=opt.server_config(host, port, username, password, insecure, metrics),
         redis=opt.redis_config(
             redis_url,
@@ -105,6 +149,11 @@ def node(
         lease_ms=lease_ms,
         retry_base_ms=retry_base_ms,
         retry_jitter=retry_jitter,
+        comfy_cmd=comfy_cmd,
+        comfy_dir=comfy_dir,
+        comfy_start_timeout_s=comfy_start_timeout,
+        comfy_stop_grace_s=comfy_stop_grace,
+        comfy_restart_s=comfy_restart_delay,
     )
     run_server(
         opt.build(create_app, cfg, "node"),

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from comfyfleet.config import (
     DEFAULT_REDIS_POOL_SIZE,
@@ -20,6 +20,7 @@ from comfyfleet.config import (
 from comfyfleet.errors import ComfyfleetError
 
 C = TypeVar("C")
+M = TypeVar("M", bound=BaseModel)
 A = TypeVar("A")
 
 Host = Annotated[
@@ -139,6 +140,17 @@ Insecure = Annotated[
         help="Allow listening beyond loopback without credentials.",
     ),
 ]
+
+
+def config_or_exit(model: type[M], role: str, **fields: Any) -> M:
+    """The role's config, or a one-line message naming the bad option and exit code 2."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        typer.echo(f"comfyfleet {role}: {where}: {first['msg']}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def build(factory: Callable[[C], A], cfg: C, role: str) -> A:

@@ -31,6 +31,15 @@ def up(
             help="A real ComfyUI for a node (repeatable); none: one stand-in per node.",
         ),
     ] = None,
+    comfy_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--comfy-cmd",
+            envvar="COMFY_CMD",
+            help="Each node runs and supervises its own ComfyUI with this command (see "
+            "`comfyfleet node --comfy-cmd`); none: one stand-in per node.",
+        ),
+    ] = None,
     first_node_port: Annotated[
         int, typer.Option("--node-port", envvar="NODE_PORT", help="First node's port.")
     ] = 8101,
@@ -58,6 +67,7 @@ def up(
         balancer_port=port,
         first_node_port=first_node_port,
         comfy_urls=list(comfy_url or []),
+        comfy_cmd=comfy_cmd,
         redis_url=redis_url,
         namespace=namespace,
         username=user,

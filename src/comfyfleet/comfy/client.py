@@ -83,6 +83,7 @@ class ComfyClient(ComfyAPI):
             on_disconnect=self._on_disconnect,
         )
         self._finished: OrderedDict[str, PromptOutcome] = OrderedDict()
+        self._connect_listeners: list[Callable[[bool], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -134,6 +135,12 @@ class ComfyClient(ComfyAPI):
         Returns a function that removes it. Listeners run on the loop: keep them quick."""
         self._router.listeners.append(listener)
         return lambda: self._router.listeners.remove(listener)
+
+    def add_connect_listener(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """Call `listener(reconnected)` each time the socket (re)connects, before any frame
+        of that connection is routed (e.g. to subscribe to ComfyUI's log stream again)."""
+        self._connect_listeners.append(listener)
+        return lambda: self._connect_listeners.remove(listener)
 
     # -- following prompts --------------------------------------------------------------
 
@@ -271,6 +278,8 @@ class ComfyClient(ComfyAPI):
         self._spawn(self._finish_from_history(tracker))
 
     def _on_connect(self, reconnected: bool) -> None:
+        for listener in list(self._connect_listeners):
+            listener(reconnected)
         if reconnected and self._router.trackers:
             self._spawn(self._cross_check(list(self._router.trackers.values()), "reconnect"))
 

@@ -15,6 +15,21 @@ class NodeState(StrEnum):
     LOST = "lost"  # heartbeat lapsed (set by readers, never written by the node)
 
 
+class ComfyProcess(BaseModel):
+    """The ComfyUI a node runs itself (`--comfy-cmd`). Times in ms since the epoch."""
+
+    # starting (launched, not answering yet) | running | backoff (waiting to start again)
+    # | stopped (the node is shutting down)
+    state: str = "starting"
+    pid: int | None = None
+    port: int = 0
+    starts: int = 0
+    restarts: int = 0  # starts after the first: exits, hangs, failed starts
+    last_exit: str | None = None  # e.g. "exit code 1", "killed by SIGKILL", "hung"
+    last_lines: list[str] = Field(default_factory=list)  # its last output before that
+    next_start_ms: int | None = None  # while in backoff
+
+
 class NodeInfo(BaseModel):
     """A node's heartbeat record. Times in ms since the epoch; sizes in bytes."""
 
@@ -40,6 +55,8 @@ class NodeInfo(BaseModel):
     started_ms: int = 0
     last_seen_ms: int = 0
     version: str = ""
+    # Set when the node runs its ComfyUI itself; None for an external one (`--comfy-url`).
+    comfy_process: ComfyProcess | None = None
 
 
 # One node as the API shows it: the OpenAPI example of both roles.
@@ -62,4 +79,14 @@ NODE_INFO_EXAMPLE: dict[str, Any] = {
     "started_ms": 1_760_000_000_000,
     "last_seen_ms": 1_760_000_060_000,
     "version": "0.1.0",
+    "comfy_process": {
+        "state": "running",
+        "pid": 48213,
+        "port": 40313,
+        "starts": 2,
+        "restarts": 1,
+        "last_exit": "killed by SIGKILL",
+        "last_lines": ["got prompt"],
+        "next_start_ms": None,
+    },
 }

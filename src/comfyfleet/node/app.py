@@ -1,6 +1,7 @@
 """The node's aiohttp app factory. Resources and loops live in cleanup_ctx (started in order,
 stopped in reverse): store, ComfyUI client, worker + its loops. On shutdown the worker
-drains first: stop claiming, let running jobs finish for a grace period, hand back the rest.
+drains first: stop claiming, let running jobs finish for a grace period, hand back the rest;
+then a ComfyUI the node runs itself (`--comfy-cmd`) is stopped.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -16,11 +17,14 @@ from aiohttp import web
 
 from comfyfleet.clock import SYSTEM_CLOCK
 from comfyfleet.comfy import ComfyClient, ComfyOptions
-from comfyfleet.config import NodeConfig
+from comfyfleet.config import NodeConfig, redact_url
 from comfyfleet.errors import StoreError
+from comfyfleet.models.job import Job, JobError
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node import api, metrics, openapi_ops
 from comfyfleet.node.appkeys import COMFY, CONFIG, STATE, WORKER
+from comfyfleet.node.comfy_logs import ComfyLogs, JobLogWriter, JobOf
+from comfyfleet.node.comfy_stream import LogStreamFollower
 from comfyfleet.node.monitor import (
     beat_once,
     cancel_listener,
@@ -30,10 +34,14 @@ from comfyfleet.node.monitor import (
 )
 from comfyfleet.node.runner import ComfyRunner
 from comfyfleet.node.state import NodeStatus
+from comfyfleet.node.supervisor import HOST as CHILD_HOST
+from comfyfleet.node.supervisor import ComfySupervisor
 from comfyfleet.node.watchdog import HangWatch
-from comfyfleet.node.worker import Worker
+from comfyfleet.node.worker import JobControl, Worker
+from comfyfleet.redis_server import free_port
 from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
+from comfyfleet.store.joblogs import JobLogStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
@@ -71,16 +79,22 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = Keys(cfg.redis.namespace)
     store = JobStore(redis, keys)
     registry = NodeRegistry(redis, keys)
+    # A ComfyUI run by the node listens on a loopback port chosen once per node life.
+    child_port = free_port(CHILD_HOST) if cfg.comfy_cmd else None
+    comfy_url = f"http://{CHILD_HOST}:{child_port}" if child_port else cfg.comfy_url
     # A stable client id: after a restart, ComfyUI sends the events of the prompts the
     # previous life queued to this one. Unreachable for the hang bound: prompts are lost.
     options = ComfyOptions(silence_s=min(SILENCE_CAP_S, cfg.hang_s / 2), unreachable_s=cfg.hang_s)
-    comfy = ComfyClient(cfg.comfy_url, client_id=f"comfyfleet-{node_id}", options=options)
+    comfy = ComfyClient(comfy_url, client_id=f"comfyfleet-{node_id}", options=options)
     status = NodeStatus(
         node_id=node_id,
-        comfy_url=cfg.comfy_url,
+        comfy_url=comfy_url,
         url=f"http://{cfg.server.host}:{cfg.server.port}",
         started_ms=SYSTEM_CLOCK.now_ms(),
     )
+    writer = JobLogWriter(JobLogStore(redis, keys))
+    comfy_logs = ComfyLogs(job_of=_job_of(lambda: worker.controls), writer=writer)
+    comfy.add_listener(comfy_logs.on_event)
     backoff = Backoff(base_ms=cfg.retry_base_ms, jitter=cfg.retry_jitter)
     runner = ComfyRunner(
         node_id=node_id,
@@ -88,6 +102,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         results=RedisResultStore(redis, keys),
         comfy=comfy,
         backoff=backoff,
+        explain=_explainer(comfy_logs),
     )
     worker = Worker(
         node_id=node_id,
@@ -99,23 +114,92 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[COMFY], app[STATE], app[WORKER] = comfy, status, worker
     app[API_KEYS] = ApiKeyStore(redis, keys)  # bearer keys, shared with the balancer
-    await check_health(comfy, status, worker)
-    watch = HangWatch(comfy, status, worker, hang_s=cfg.hang_s)
+    probe_now = asyncio.Event()
+    supervisor = _supervisor(cfg, child_port, comfy, status, worker, comfy_logs, probe_now)
+    if supervisor is None:
+        await check_health(comfy, status, worker)
+    watch = HangWatch(comfy, status, worker, hang_s=cfg.hang_s,
+                      on_hang=supervisor.restart if supervisor else None)  # fmt: skip
     loops = [
-        _spawn(health_loop(comfy, status, worker), "health"),
+        _spawn(health_loop(comfy, status, worker, probe_now), "health"),
         _spawn(_recover_then_claim(registry, store, status, worker), "claim"),
         _spawn(cancel_listener(store, keys, worker), "cancels"),
         _spawn(watch.run(), "hang-watch"),
+        _spawn(writer.run(), "comfy-log-writer"),
+        _spawn(supervisor.run() if supervisor else _follow_logs(comfy, comfy_logs), "comfy"),
     ]
-    log.info("node_started", comfy_url=cfg.comfy_url, capacity=worker.capacity)
+    log.info("node_started", comfy_url=redact_url(comfy_url), capacity=worker.capacity,
+             comfy_cmd=supervisor is not None)  # fmt: skip
     yield
     await worker.drain(DRAIN_GRACE_S)
     await stop(*loops)
+    if supervisor is not None:
+        await supervisor.stop()
+    with contextlib.suppress(StoreError):
+        await writer.write_once()  # the last lines of the last jobs
     with contextlib.suppress(Exception):
         await registry.deregister(node_id, worker.pools)
     await comfy.close()
     await store.close()  # its wake-up listener
     await redis.aclose()
+
+
+def _job_of(controls: Callable[[], dict[str, JobControl]]) -> JobOf:
+    """Which job (and attempt) of this node a ComfyUI prompt id belongs to."""
+
+    def job_of(prompt_id: str) -> tuple[str, int] | None:
+        for job_id, control in list(controls().items()):
+            if control.prompt_id == prompt_id:
+                return job_id, control.attempt
+        return None
+
+    return job_of
+
+
+def _explainer(comfy_logs: ComfyLogs) -> Callable[[Job, JobError], JobError]:
+    """A failed attempt's error gains the exception line ComfyUI wrote during it (when the
+    error does not already say it), e.g. what a crashed ComfyUI printed before dying."""
+
+    def explain(job: Job, error: JobError) -> JobError:
+        line = comfy_logs.exception_of(job.id, job.attempts)
+        if line is None or line in error.message:
+            return error
+        return error.model_copy(update={"details": {**error.details, "comfy_exception": line}})
+
+    return explain
+
+
+def _supervisor(
+    cfg: NodeConfig,
+    port: int | None,
+    comfy: ComfyClient,
+    status: NodeStatus,
+    worker: Worker,
+    comfy_logs: ComfyLogs,
+    probe_now: asyncio.Event,
+) -> ComfySupervisor | None:
+    """The supervisor of the ComfyUI this node runs itself, if it runs one."""
+    if cfg.comfy_cmd is None or port is None:
+        return None
+
+    def on_health(answering: bool) -> None:
+        if answering:
+            probe_now.set()  # read its inventory now
+        elif status.comfy_healthy:
+            status.comfy_healthy = False
+            worker.poke()
+
+    return ComfySupervisor(
+        command=cfg.comfy_cmd, port=port, comfy=comfy, status=status, sink=comfy_logs.emit,
+        on_health=on_health, cwd=cfg.comfy_dir, start_timeout_s=cfg.comfy_start_timeout_s,
+        stop_grace_s=cfg.comfy_stop_grace_s, backoff_s=(cfg.comfy_restart_s, 60.0),
+        hang_s=cfg.hang_s,
+    )  # fmt: skip
+
+
+async def _follow_logs(comfy: ComfyClient, comfy_logs: ComfyLogs) -> None:
+    """An external ComfyUI: its log stream (backlog, then the socket's `logs` frames)."""
+    await LogStreamFollower(comfy, comfy_logs.emit).run()
 
 
 async def _recover_then_claim(

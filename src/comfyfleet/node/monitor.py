@@ -4,6 +4,7 @@ cancels), and the cancel listener."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -46,10 +47,17 @@ async def check_health(comfy: ComfyClient, status: NodeStatus, worker: Worker) -
     return healthy
 
 
-async def health_loop(comfy: ComfyClient, status: NodeStatus, worker: Worker) -> None:
+async def health_loop(
+    comfy: ComfyClient, status: NodeStatus, worker: Worker, wake: asyncio.Event | None = None
+) -> None:
+    """Probe every HEALTH_INTERVAL_S, or at once when `wake` is set (a ComfyUI the node
+    runs itself just answered: read its inventory now, not up to 2 s later)."""
+    wake = wake or asyncio.Event()
     while True:
         await check_health(comfy, status, worker)
-        await asyncio.sleep(HEALTH_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), HEALTH_INTERVAL_S)
+        wake.clear()
 
 
 async def beat_once(

@@ -80,6 +80,7 @@ class ComfyRunner:
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
         stop_confirm_s: float = STOP_CONFIRM_S,
+        explain: Callable[[Job, JobError], JobError] | None = None,
     ) -> None:
         self.node_id = node_id
         self.store = store
@@ -88,6 +89,8 @@ class ComfyRunner:
         self.backoff = backoff or Backoff()
         self.clock = clock
         self.stop_confirm_s = stop_confirm_s
+        # Adds what else is known about a failed attempt (ComfyUI's exception line).
+        self.explain = explain
         self.rng = random.Random()
         # Uploaded input images (store/inputs.py) live beside the jobs in the same Redis.
         self.inputs = InputStore(store.redis, store.keys)
@@ -95,6 +98,7 @@ class ComfyRunner:
     async def __call__(self, job: Job, control: JobControl) -> None:
         prompt_id = prompt_id_for(job)
         control.prompt_id = prompt_id
+        control.attempt = job.attempts
         started = await (self._resume(job, prompt_id) if control.adopted else
                          self._submit(job, prompt_id))  # fmt: skip
         if started:
@@ -280,6 +284,8 @@ class ComfyRunner:
         log.info("job_succeeded", job_id=job.id, outputs=len(refs), cached=outcome.cached)
 
     async def _fail(self, job: Job, error: JobError) -> None:
+        if self.explain is not None:
+            error = self.explain(job, error)
         backoff = self.backoff.delay_ms(job.attempts, self.rng) if error.retryable else 0
         log.warning("job_attempt_failed", job_id=job.id, code=error.code, detail=error.message)
         await self._write(lambda: self.store.fail(job.id, self.node_id, error, backoff_ms=backoff))

@@ -10,7 +10,7 @@ import orjson
 
 from comfyfleet import __version__
 from comfyfleet.comfy import SystemStats
-from comfyfleet.models.node import NodeInfo, NodeState
+from comfyfleet.models.node import ComfyProcess, NodeInfo, NodeState
 
 if TYPE_CHECKING:
     from comfyfleet.node.worker import Worker
@@ -40,6 +40,8 @@ class NodeStatus:
     node_classes: list[str] = field(default_factory=list)
     models: dict[str, list[str]] = field(default_factory=dict)
     digest: str | None = None
+    # The ComfyUI this node runs itself (node/supervisor.py); None: an external one.
+    process: ComfyProcess | None = None
 
     @property
     def can_claim(self) -> bool:
@@ -77,4 +79,5 @@ class NodeStatus:
             capacity=worker.capacity,
             started_ms=self.started_ms,
             version=__version__,
+            comfy_process=self.process,
         )

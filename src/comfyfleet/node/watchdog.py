@@ -11,7 +11,8 @@ sends no event at all and /queue shows the *same* prompt running at two looks at
 - the job whose prompt hangs is stopped and its attempt fails as `comfy_hung` (retryable,
   and it avoids this node); the node's other jobs, queued behind it inside ComfyUI, are
   handed back (deleted from ComfyUI's queue; not counted as attempts);
-- the node is healthy again once ComfyUI moves: the hung prompt left the running slot.
+- the node is healthy again once ComfyUI moves: the hung prompt left the running slot;
+  a ComfyUI the node runs itself (`--comfy-cmd`) is restarted to get there.
 
 A real long node that sends nothing for longer than `hang_s` looks the same, so `hang_s`
 must exceed the longest silent node of the workflows served (default 120 s).
@@ -20,6 +21,7 @@ must exceed the longest silent node of the workflows served (default 120 s).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -47,12 +49,15 @@ class HangWatch:
         *,
         hang_s: float = DEFAULT_HANG_S,
         clock: Clock = SYSTEM_CLOCK,
+        on_hang: Callable[[str], None] | None = None,
     ) -> None:
         self.comfy = comfy
         self.status = status
         self.worker = worker
         self.hang_s = hang_s
         self.clock = clock
+        # Called with the hung prompt's id: a ComfyUI the node runs itself is restarted.
+        self.on_hang = on_hang
         self.last_event = clock.monotonic()
         # (prompt id, when first seen running in a silence), the first of the two looks.
         self._suspect: tuple[str, float] | None = None
@@ -106,6 +111,8 @@ class HangWatch:
             else:
                 control.handback.set()
         self.worker.poke()
+        if self.on_hang is not None:
+            self.on_hang(prompt_id)
 
     async def _check_cleared(self) -> None:
         queue = await self.comfy.queue()

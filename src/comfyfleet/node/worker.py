@@ -47,6 +47,8 @@ class JobControl:
     adopted: bool = False
     # The ComfyUI prompt id of the current attempt, once the runner knows it.
     prompt_id: str | None = None
+    # The attempt's number (the job's `attempts` when claimed): its ComfyUI lines go there.
+    attempt: int = 0
 
     def stop_events(self) -> list[asyncio.Event]:
         """Each event that means: take the prompt out of ComfyUI now."""
@@ -111,7 +113,7 @@ class Worker:
         self._start(job, adopted=True)
 
     def _start(self, job: Job, *, adopted: bool = False) -> None:
-        control = JobControl(adopted=adopted)
+        control = JobControl(adopted=adopted, attempt=job.attempts)
         self.controls[job.id] = control
         task = asyncio.create_task(self._run(job, control), name=f"job-{job.id}")
         self.tasks[job.id] = task

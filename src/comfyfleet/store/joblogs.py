@@ -1,0 +1,95 @@
+"""ComfyUI's log lines of each attempt of a job: written by the node that ran the attempt,
+read by the balancer's `GET /api/v1/jobs/{id}/logs`.
+
+One LIST per attempt (`{ns}:joblog:<job>:<n>`), each item one line as JSON
+(`{"n", "t", "level", "text", "stream", "prompt_id", "comfy_t"?}`), bounded to the last
+`MAX_LINES` lines and `MAX_BYTES` bytes. The node holding the attempt's lease is its only
+writer, so the byte bound is kept by the writer's running count of what it pushed (no
+read-modify-write in Redis); an adopted attempt (node restarted) starts a fresh count, so
+its list may briefly exceed the byte bound by what the previous life wrote. Every append
+also sets the retention TTL of the job (a job expires its retention after it ends; its last
+lines come at most seconds before that), so logs go with their job.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from comfyfleet.store.jobs import DEFAULT_RETENTION_MS
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.scripts import guarded
+
+MAX_LINES = 200
+MAX_BYTES = 64 * 1024
+# Attempts whose pushed sizes a writer remembers (one node runs a handful at a time).
+TRACKED_ATTEMPTS = 256
+
+
+class _Tail:
+    """Sizes (bytes) of the lines an attempt's list holds, oldest first."""
+
+    def __init__(self) -> None:
+        self.sizes: deque[int] = deque()
+        self.total = 0
+
+    def push(self, size: int) -> None:
+        self.sizes.append(size)
+        self.total += size
+        while len(self.sizes) > MAX_LINES or (self.total > MAX_BYTES and len(self.sizes) > 1):
+            self.total -= self.sizes.popleft()
+
+
+class JobLogStore:
+    """Every method raises StoreError when Redis cannot be reached."""
+
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, *, retention_ms: int = DEFAULT_RETENTION_MS
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention_ms = retention_ms
+        self._tails: OrderedDict[tuple[str, int], _Tail] = OrderedDict()
+
+    def _tail(self, job_id: str, attempt: int) -> _Tail:
+        key = (job_id, attempt)
+        tail = self._tails.pop(key, None) or _Tail()
+        self._tails[key] = tail
+        while len(self._tails) > TRACKED_ATTEMPTS:
+            self._tails.popitem(last=False)
+        return tail
+
+    @guarded
+    async def append(self, job_id: str, attempt: int, lines: list[dict[str, Any]]) -> None:
+        """Append lines to the attempt's list and trim it to the bounds (one round trip)."""
+        if not lines:
+            return
+        encoded = [orjson.dumps(line) for line in lines]
+        tail = self._tail(job_id, attempt)
+        for item in encoded:
+            tail.push(len(item))
+        key = self.keys.job_log(job_id, attempt)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *encoded)
+            pipe.ltrim(key, -len(tail.sizes), -1)
+            pipe.pexpire(key, self.retention_ms)
+            await pipe.execute()
+
+    @guarded
+    async def read(self, job_id: str, attempts: int) -> dict[int, list[dict[str, Any]]]:
+        """The lines of attempts 1..`attempts`, oldest first (an attempt without lines, or
+        whose lines expired, maps to [])."""
+        numbers = list(range(1, attempts + 1))
+        if not numbers:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in numbers:
+                pipe.lrange(self.keys.job_log(job_id, n), 0, -1)
+            replies = await pipe.execute()
+        return {
+            n: [orjson.loads(item) for item in items]
+            for n, items in zip(numbers, replies, strict=True)
+        }
