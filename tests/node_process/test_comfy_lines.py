@@ -81,6 +81,7 @@ def test_levels_are_read_from_what_the_text_gives_away() -> None:
     assert level_of("invalid prompt: {'type': 'prompt_no_outputs'}") == "warning"
     assert level_of("Failed to validate prompt for output 2:") == "error"
     assert level_of("Informative text without a level") == "info"
+    assert level_of("torch.OutOfMemoryError: CUDA out of memory.") == "error"
 
 
 def test_carriage_return_redraws_keep_their_last_state_and_pieces_join() -> None:
@@ -109,14 +110,16 @@ def test_the_recorded_log_buffer_gives_one_event_per_traceback() -> None:
             events += grouper.feed(line, 0.0, entry["t"])
     events += grouper.flush()
     tracebacks = [e for e in events if e.text.startswith("Traceback (most recent call last):")]
-    recorded = sum(entry["m"].count("Traceback (most recent call last):") for entry in body["entries"])
-    chained = sum(entry["m"].count("During handling of the above") for entry in body["entries"])
+    messages = [entry["m"] for entry in body["entries"]]
+    recorded = sum(m.count("Traceback (most recent call last):") for m in messages)
+    chained = sum(m.count("During handling of the above") for m in messages)
     assert len(tracebacks) == recorded - chained  # a chained traceback is one event
     assert all(e.level == "error" for e in tracebacks)
     corrupt = [e for e in tracebacks if "peer_corrupt.png" in e.text]
     assert corrupt
+    path = "/srv/comfyui/input/peer_corrupt.png"
     assert exception_line(corrupt[0].text) == (
-        "PIL.UnidentifiedImageError: cannot identify image file '/srv/comfyui/input/peer_corrupt.png'"
+        f"PIL.UnidentifiedImageError: cannot identify image file '{path}'"
     )
     assert corrupt[0].comfy_t is not None
     assert not any(e.text == "" for e in events)

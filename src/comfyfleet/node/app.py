@@ -119,7 +119,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     if supervisor is None:
         await check_health(comfy, status, worker)
     watch = HangWatch(comfy, status, worker, hang_s=cfg.hang_s,
-                      on_hang=supervisor.restart if supervisor else None)  # fmt: skip
+                      on_hang=supervisor.restart_hung if supervisor else None)  # fmt: skip
     loops = [
         _spawn(health_loop(comfy, status, worker, probe_now), "health"),
         _spawn(_recover_then_claim(registry, store, status, worker), "claim"),

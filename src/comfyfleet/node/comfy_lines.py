@@ -32,6 +32,8 @@ _LEVEL_PREFIX = re.compile(
     r"^\s*\[?(?P<level>debug|info|warning|warn|error|critical|fatal)\b\]?\s*[:\]\-\s]", re.I
 )
 _PY_WARNING = re.compile(r"\b\w*Warning: ")
+# An exception line standing alone: `RuntimeError: CUDA error`, `torch.OutOfMemoryError: ...`.
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b:")
 _ERROR_PHRASES = (
     "!!! Exception during processing !!!",
     "Failed to validate prompt for output",
@@ -66,7 +68,7 @@ def level_of(text: str) -> str:
     if match := _LEVEL_PREFIX.match(text):
         name = match["level"].lower()
         return _LEVEL_NAMES.get(name, name)
-    if any(phrase in text for phrase in _ERROR_PHRASES):
+    if _EXCEPTION.match(text) or any(phrase in text for phrase in _ERROR_PHRASES):
         return "error"
     if _PY_WARNING.search(text) or any(text.startswith(p) for p in _WARNING_PHRASES):
         return "warning"

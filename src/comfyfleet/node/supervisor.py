@@ -164,6 +164,10 @@ class ComfySupervisor:
         self._restart_reason = reason
         self._restart.set()
 
+    def restart_hung(self, prompt_id: str) -> None:
+        """The hang watchdog found it stuck on `prompt_id`: only a restart unsticks it."""
+        self.restart(f"hung on prompt {prompt_id}")
+
     def _take(self, line: ComfyLine) -> None:
         self._recent.append(redact(line.text)[-LAST_LINE_CHARS:])
         self._sink(line)
