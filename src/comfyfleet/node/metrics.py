@@ -12,7 +12,6 @@ from comfyfleet.web.metrics import Collected, Metric
 async def collect(app: web.Application) -> list[Collected]:
     info = app[STATE].info(app[WORKER])
     hung = app[STATE].comfy_hung is not None
-    process = info.comfy_process
     return [
         Metric("comfyfleet_node_state", "gauge", "1 for the node's current state.",
                [({"state": s.value}, float(info.state == s)) for s in NodeState
@@ -30,7 +29,4 @@ async def collect(app: web.Application) -> list[Collected]:
                [({}, float(info.comfy_restarts))]),
         Metric("comfyfleet_node_vram_free_bytes", "gauge", "Free VRAM of the first device.",
                [({}, float(info.vram_free))] if info.vram_free is not None else []),
-        Metric("comfyfleet_node_comfy_restarts_total", "counter",
-               "Times the node restarted the ComfyUI it runs (--comfy-cmd).",
-               [({}, float(process.restarts))] if process is not None else []),
     ]  # fmt: skip

@@ -80,4 +80,5 @@ class NodeStatus:
             started_ms=self.started_ms,
             version=__version__,
             comfy_process=self.process,
+            comfy_restarts=self.process.restarts if self.process else 0,
         )
