@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.comfy import events as ev
+from comfyfleet.models.job import Job, JobError
+from comfyfleet.node.app import _explainer
 from comfyfleet.node.comfy_lines import ComfyLine
 from comfyfleet.node.comfy_logs import ComfyLogs, JobLogWriter
 from comfyfleet.store.joblogs import MAX_BYTES, MAX_LINES, JobLogStore
@@ -66,3 +68,17 @@ async def test_an_attempts_list_keeps_its_last_lines_within_the_bounds(store: Jo
     assert kept[-1]["n"] == 20
     ttl = await store.redis.pttl(store.keys.job_log("job-b", 2))
     assert 0 < ttl <= logs.retention_ms  # goes with the job
+
+
+def test_a_failed_attempts_error_gains_the_exception_line_comfyui_wrote() -> None:
+    clock = FrozenClock()
+    logs = ComfyLogs(job_of={"p1": ("job-1", 2)}.get, writer=None, clock=clock)
+    logs.on_event(ev.ExecutionStart(prompt_id="p1"))
+    logs.emit(_line(clock, TRACEBACK))
+    explain = _explainer(logs)
+    job = Job(id="job-1", attempts=2)
+    lost = JobError(code="comfy_lost", message="ComfyUI lost the prompt (restarted?)")
+    assert explain(job, lost).details["comfy_exception"] == "ValueError: bad seed"
+    named = JobError(code="execution_error", message="node 2 raised ValueError: bad seed")
+    assert explain(job, named) == named  # already says it
+    assert explain(Job(id="job-1", attempts=1), lost) == lost  # another attempt's line

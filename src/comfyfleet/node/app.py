@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -71,14 +73,26 @@ def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     return asyncio.create_task(coro, name=name)
 
 
-async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[CONFIG]
-    node_id = cfg.node_id or default_node_id(cfg.server.port)
-    structlog.contextvars.bind_contextvars(node_id=node_id)
+@dataclass
+class _Parts:
+    """What one node life holds, built once by `_build`."""
+
+    redis: aioredis.Redis
+    store: JobStore
+    registry: NodeRegistry
+    comfy: ComfyClient
+    status: NodeStatus
+    worker: Worker
+    writer: JobLogWriter
+    comfy_logs: ComfyLogs
+    supervisor: ComfySupervisor | None
+    probe_now: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _build(cfg: NodeConfig, node_id: str) -> _Parts:
     redis = connect(cfg.redis)
     keys = Keys(cfg.redis.namespace)
     store = JobStore(redis, keys)
-    registry = NodeRegistry(redis, keys)
     # A ComfyUI run by the node listens on a loopback port chosen once per node life.
     child_port = free_port(CHILD_HOST) if cfg.comfy_cmd else None
     comfy_url = f"http://{CHILD_HOST}:{child_port}" if child_port else cfg.comfy_url
@@ -86,62 +100,64 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     # previous life queued to this one. Unreachable for the hang bound: prompts are lost.
     options = ComfyOptions(silence_s=min(SILENCE_CAP_S, cfg.hang_s / 2), unreachable_s=cfg.hang_s)
     comfy = ComfyClient(comfy_url, client_id=f"comfyfleet-{node_id}", options=options)
-    status = NodeStatus(
-        node_id=node_id,
-        comfy_url=comfy_url,
-        url=f"http://{cfg.server.host}:{cfg.server.port}",
-        started_ms=SYSTEM_CLOCK.now_ms(),
-    )
+    status = NodeStatus(node_id=node_id, comfy_url=comfy_url,
+                        url=f"http://{cfg.server.host}:{cfg.server.port}",
+                        started_ms=SYSTEM_CLOCK.now_ms())  # fmt: skip
     writer = JobLogWriter(JobLogStore(redis, keys))
     comfy_logs = ComfyLogs(job_of=_job_of(lambda: worker.controls), writer=writer)
     comfy.add_listener(comfy_logs.on_event)
-    backoff = Backoff(base_ms=cfg.retry_base_ms, jitter=cfg.retry_jitter)
     runner = ComfyRunner(
-        node_id=node_id,
-        store=store,
-        results=RedisResultStore(redis, keys),
-        comfy=comfy,
-        backoff=backoff,
+        node_id=node_id, store=store, results=RedisResultStore(redis, keys), comfy=comfy,
+        backoff=Backoff(base_ms=cfg.retry_base_ms, jitter=cfg.retry_jitter),
         explain=_explainer(comfy_logs),
-    )
-    worker = Worker(
-        node_id=node_id,
-        store=store,
-        runner=runner,
-        capacity=1 + cfg.prefetch,
-        can_claim=lambda: status.can_claim,
-        lease_ms=cfg.lease_ms,
-    )
-    app[COMFY], app[STATE], app[WORKER] = comfy, status, worker
-    app[API_KEYS] = ApiKeyStore(redis, keys)  # bearer keys, shared with the balancer
-    probe_now = asyncio.Event()
-    supervisor = _supervisor(cfg, child_port, comfy, status, worker, comfy_logs, probe_now)
-    if supervisor is None:
-        await check_health(comfy, status, worker)
+    )  # fmt: skip
+    worker = Worker(node_id=node_id, store=store, runner=runner, capacity=1 + cfg.prefetch,
+                    can_claim=lambda: status.can_claim, lease_ms=cfg.lease_ms)  # fmt: skip
+    parts = _Parts(redis, store, NodeRegistry(redis, keys), comfy, status, worker, writer,
+                   comfy_logs, supervisor=None)  # fmt: skip
+    parts.supervisor = _supervisor(cfg, child_port, parts)
+    return parts
+
+
+def _start_loops(cfg: NodeConfig, parts: _Parts) -> list[asyncio.Task[None]]:
+    comfy, status, worker, supervisor = parts.comfy, parts.status, parts.worker, parts.supervisor
     watch = HangWatch(comfy, status, worker, hang_s=cfg.hang_s,
                       on_hang=supervisor.restart_hung if supervisor else None)  # fmt: skip
-    loops = [
-        _spawn(health_loop(comfy, status, worker, probe_now), "health"),
-        _spawn(_recover_then_claim(registry, store, status, worker), "claim"),
-        _spawn(cancel_listener(store, keys, worker), "cancels"),
+    keys = parts.store.keys
+    return [
+        _spawn(health_loop(comfy, status, worker, parts.probe_now), "health"),
+        _spawn(_recover_then_claim(parts.registry, parts.store, status, worker), "claim"),
+        _spawn(cancel_listener(parts.store, keys, worker), "cancels"),
         _spawn(watch.run(), "hang-watch"),
-        _spawn(writer.run(), "comfy-log-writer"),
-        _spawn(supervisor.run() if supervisor else _follow_logs(comfy, comfy_logs), "comfy"),
+        _spawn(parts.writer.run(), "comfy-log-writer"),
+        _spawn(supervisor.run() if supervisor else _follow_logs(comfy, parts.comfy_logs), "comfy"),
     ]
-    log.info("node_started", comfy_url=redact_url(comfy_url), capacity=worker.capacity,
-             comfy_cmd=supervisor is not None)  # fmt: skip
+
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    node_id = cfg.node_id or default_node_id(cfg.server.port)
+    structlog.contextvars.bind_contextvars(node_id=node_id)
+    parts = _build(cfg, node_id)
+    app[COMFY], app[STATE], app[WORKER] = parts.comfy, parts.status, parts.worker
+    app[API_KEYS] = ApiKeyStore(parts.redis, parts.store.keys)  # shared with the balancer
+    if parts.supervisor is None:  # a ComfyUI of its own is not started yet
+        await check_health(parts.comfy, parts.status, parts.worker)
+    loops = _start_loops(cfg, parts)
+    log.info("node_started", comfy_url=redact_url(parts.status.comfy_url),
+             capacity=parts.worker.capacity, comfy_cmd=parts.supervisor is not None)  # fmt: skip
     yield
-    await worker.drain(DRAIN_GRACE_S)
+    await parts.worker.drain(DRAIN_GRACE_S)
     await stop(*loops)
-    if supervisor is not None:
-        await supervisor.stop()
+    if parts.supervisor is not None:
+        await parts.supervisor.stop()
     with contextlib.suppress(StoreError):
-        await writer.write_once()  # the last lines of the last jobs
+        await parts.writer.write_once()  # the last lines of the last jobs
     with contextlib.suppress(Exception):
-        await registry.deregister(node_id, worker.pools)
-    await comfy.close()
-    await store.close()  # its wake-up listener
-    await redis.aclose()
+        await parts.registry.deregister(node_id, parts.worker.pools)
+    await parts.comfy.close()
+    await parts.store.close()  # its wake-up listener
+    await parts.redis.aclose()
 
 
 def _job_of(controls: Callable[[], dict[str, JobControl]]) -> JobOf:
@@ -169,31 +185,24 @@ def _explainer(comfy_logs: ComfyLogs) -> Callable[[Job, JobError], JobError]:
     return explain
 
 
-def _supervisor(
-    cfg: NodeConfig,
-    port: int | None,
-    comfy: ComfyClient,
-    status: NodeStatus,
-    worker: Worker,
-    comfy_logs: ComfyLogs,
-    probe_now: asyncio.Event,
-) -> ComfySupervisor | None:
+def _supervisor(cfg: NodeConfig, port: int | None, parts: _Parts) -> ComfySupervisor | None:
     """The supervisor of the ComfyUI this node runs itself, if it runs one."""
     if cfg.comfy_cmd is None or port is None:
         return None
+    status, worker = parts.status, parts.worker
 
     def on_health(answering: bool) -> None:
         if answering:
-            probe_now.set()  # read its inventory now
+            parts.probe_now.set()  # read its inventory now
         elif status.comfy_healthy:
             status.comfy_healthy = False
             worker.poke()
 
     return ComfySupervisor(
-        command=cfg.comfy_cmd, port=port, comfy=comfy, status=status, sink=comfy_logs.emit,
-        on_health=on_health, cwd=cfg.comfy_dir, start_timeout_s=cfg.comfy_start_timeout_s,
-        stop_grace_s=cfg.comfy_stop_grace_s, backoff_s=(cfg.comfy_restart_s, 60.0),
-        hang_s=cfg.hang_s,
+        command=cfg.comfy_cmd, port=port, comfy=parts.comfy, status=status,
+        sink=parts.comfy_logs.emit, on_health=on_health, cwd=cfg.comfy_dir,
+        start_timeout_s=cfg.comfy_start_timeout_s, stop_grace_s=cfg.comfy_stop_grace_s,
+        backoff_s=(cfg.comfy_restart_s, 60.0), hang_s=cfg.hang_s,
     )  # fmt: skip
 
 
