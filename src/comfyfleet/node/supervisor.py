@@ -11,10 +11,11 @@
   `STABLE_S`. Meanwhile the node reports `unhealthy` with the process's last output lines,
   and the jobs that were inside it come back through the usual retry path (`comfy_lost`).
 - **Dies with the node**: the child asks the kernel for SIGKILL when its parent dies
-  (Linux `PR_SET_PDEATHSIG`, set between fork and exec), so even a node killed with SIGKILL
-  leaves no ComfyUI holding its port or GPU memory. The signal follows the thread that
-  forked the child: the node starts it from its event loop's thread, which lives as long
-  as the node. A wrapper script must `exec` ComfyUI (its own children get no such signal).
+  (Linux `PR_SET_PDEATHSIG`, see `comfyfleet/children.py`), so even a node killed with
+  SIGKILL leaves no ComfyUI holding its port or GPU memory. The signal follows the thread
+  that forked the child: the node starts it from its event loop, on the main thread, which
+  lives as long as the node. A wrapper script must `exec` ComfyUI (its own children get no
+  such signal).
 
 Its output goes, line by line, through `ComfyLogs` (see `node/comfy_logs.py`).
 """
@@ -24,17 +25,16 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import ctypes
 import os
 import shlex
 import signal
 import socket
-import sys
 from collections import deque
 from collections.abc import Callable
 
 import structlog
 
+from comfyfleet.children import die_with_parent
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.errors import ComfyError, ConfigError
@@ -62,7 +62,6 @@ SECRET_ENV = frozenset({
     "API_USERNAME", "API_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT",
     "REDIS_DB", "LOGDY_ADDR", "BALANCER_WEBHOOK_SECRET", "COMFY_CMD",
 })  # fmt: skip
-PR_SET_PDEATHSIG = 1
 
 
 def build_argv(command: str, port: int, host: str = HOST) -> list[str]:
@@ -76,20 +75,6 @@ def build_argv(command: str, port: int, host: str = HOST) -> list[str]:
     if any("{port}" in arg for arg in argv):
         return [arg.replace("{port}", str(port)).replace("{host}", host) for arg in argv]
     return [*argv, "--listen", host, "--port", str(port)]
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec function asking for SIGKILL when the parent dies (Linux), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now, not in the child
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before the request took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _child_env() -> dict[str, str]:
@@ -221,7 +206,7 @@ class ComfySupervisor:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, cwd=self.cwd, env=_child_env(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+            start_new_session=True, preexec_fn=die_with_parent(),
         )  # fmt: skip
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
