@@ -89,3 +89,28 @@ async def test_a_port_held_by_another_process_is_reported_not_fought_over() -> N
             await stop(task)
             await supervisor.stop()
             await supervisor.comfy.close()
+
+
+async def test_the_child_gets_the_environment_without_the_fleets_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("API_PASSWORD", "pw-must-not-leak")
+    monkeypatch.setenv("REDIS_URL", "redis://:pw-must-not-leak@127.0.0.1:1/0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    probe = shlex.join([sys.executable, "-c", "import os, time; print(sorted(k for k in "
+                        "('API_PASSWORD', 'REDIS_URL', 'CUDA_VISIBLE_DEVICES') if k in "
+                        "os.environ), flush=True); time.sleep(60)"])  # fmt: skip
+    lines: list[ComfyLine] = []
+    supervisor = _supervisor(probe, free_port(), lines)
+    task = asyncio.create_task(supervisor.run())
+    try:
+
+        async def said() -> list[str]:
+            return [line.text for line in lines]
+
+        printed = await until(said, bool, what="the child's answer")
+    finally:
+        await stop(task)
+        await supervisor.stop()
+        await supervisor.comfy.close()
+    assert printed[0] == "['CUDA_VISIBLE_DEVICES']"

@@ -57,10 +57,12 @@ READ_BYTES = 64 * 1024
 LAST_LINES = 10
 PIPE_DRAIN_S = 2.0
 LAST_LINE_CHARS = 2000
-# Environment variables of this fleet that ComfyUI (and its custom nodes) have no use for.
+# This fleet's credentials and addresses, which ComfyUI (and every custom node it loads)
+# has no use for. The rest of the environment (CUDA_VISIBLE_DEVICES, HF_HOME...) passes.
 SECRET_ENV = frozenset({
     "API_USERNAME", "API_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT",
-    "REDIS_DB", "LOGDY_ADDR", "BALANCER_WEBHOOK_SECRET", "COMFY_CMD",
+    "REDIS_DB", "LOGDY_ADDR", "BALANCER_WEBHOOK_SECRET", "BALANCER_WEBHOOK_URL",
+    "COMFYFLEET_API_KEY", "COMFY_CMD",
 })  # fmt: skip
 
 
