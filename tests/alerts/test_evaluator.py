@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts.config import AlertsConfig, Receiver
-from comfyfleet.alerts.evaluator import Evaluator
+from comfyfleet.alerts.evaluator import FORGOTTEN_NODE_ALERT_MS, Evaluator
 from comfyfleet.alerts.send import Sender
 from comfyfleet.alerts.snapshot import SnapshotReader
 from comfyfleet.alerts.store import LEADER_NAME, AlertStore
@@ -19,6 +19,7 @@ from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.redis_server import free_port
+from comfyfleet.store import histograms
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Lease, NotLeader
 from comfyfleet.store.nodes import NodeRegistry
@@ -94,6 +95,8 @@ async def test_node_lost_fires_and_resolves_at_a_webhook(bench: Bench, listener:
     assert [k[1:] for k in kinds(listener)] == [("n1", "firing"), ("n1", "resolved")]
     assert await ev.store.states() == {}
     assert await ev.store.pending() == 0
+    latency = await histograms.read(bench.redis, bench.keys)
+    assert [(s.labels, s.count) for s in latency["alert"]] == [(("webhook", "ok"), 2)]
     await ev.sender.close()
 
 
@@ -141,3 +144,21 @@ async def test_a_lapsed_leader_commits_nothing_and_the_next_sends_nothing_twice(
     assert len({k[0] for k in kinds(listener)}) == 2
     for ev in (first, second):
         await ev.sender.close()
+
+
+async def test_a_forgotten_lost_node_alerts_until_back_or_a_day_passed(
+    bench: Bench, listener: Listener
+) -> None:
+    hook = Receiver(name="hook", kind="webhook", url=listener.url + "/alerts")
+    ev = bench.evaluator(config(hook))
+    lease = await held(bench.lease("a"))
+    await bench.beat("n1", ago_ms=10_000)
+    await ev.evaluate(lease)
+    registry = NodeRegistry(bench.redis, bench.keys)
+    await registry.forget("n1")  # the reaper forgets a node lost for 10 minutes
+    assert await registry.all() == []
+    assert (await ev.evaluate(lease)).notices == []  # still lost: no resolution
+    assert len(await ev.store.states()) == 1
+    ev.clock = FrozenClock(await ev.store.now_ms() + FORGOTTEN_NODE_ALERT_MS)
+    assert [n.kind for n in (await ev.evaluate(lease)).notices] == ["resolved"]
+    await ev.sender.close()

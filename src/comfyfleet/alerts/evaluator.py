@@ -20,7 +20,7 @@ import uuid
 import structlog
 
 from comfyfleet.alerts.config import AlertsConfig
-from comfyfleet.alerts.model import Notification
+from comfyfleet.alerts.model import AlertState, Notification
 from comfyfleet.alerts.rules import Counters, Snapshot, evaluate
 from comfyfleet.alerts.send import Outcome, Sender
 from comfyfleet.alerts.snapshot import SnapshotReader
@@ -36,6 +36,10 @@ from comfyfleet.store.webhooks import Delivery
 log = structlog.get_logger(__name__)
 
 SEND_BATCH = 16
+# A lost node the reaper has forgotten (after 10 min) keeps its NodeLost alert until a
+# node with its id heartbeats again, or for this long after it fired (ms): a box taken
+# away for good without a clean shutdown stops alerting after a day.
+FORGOTTEN_NODE_ALERT_MS = 24 * 3600 * 1000
 # How often due notifications are looked for between rounds (s).
 DELIVER_POLL_S = 0.5
 
@@ -86,9 +90,7 @@ class Evaluator:
         """One round, committed under `lease` (NotLeader if it lapsed)."""
         now = await self.now_ms()
         previous = await self.store.states()
-        lost = frozenset(s.labels.get("node_id", "") for s in previous.values()
-                         if s.alertname == "NodeLost")  # fmt: skip
-        snap = await self.reader.read(now, lost)
+        snap = await self.reader.read(now, _lost_before(previous, now))
         samples = await self.store.samples()
         active = evaluate(snap, self.cfg, lambda window_s: _baseline(samples, snap, window_s))
         decided = advance(previous, active, now, self.cfg)
@@ -143,6 +145,15 @@ class Evaluator:
             await self.store.retry(d, now, at_ms=at, error=outcome.error)
             log.warning("alert_delivery_retry", notification=d.id, receiver=d.url,
                         error=outcome.error, retry_at_ms=at)  # fmt: skip
+
+
+def _lost_before(previous: dict[str, AlertState], now: int) -> frozenset[str]:
+    """Nodes whose NodeLost alert stays while the reaper has forgotten them."""
+    return frozenset(
+        s.labels.get("node_id", "")
+        for s in previous.values()
+        if s.alertname == "NodeLost" and now - (s.fired_ms or s.since_ms) < FORGOTTEN_NODE_ALERT_MS
+    )
 
 
 def _baseline(samples: list[Counters], snap: Snapshot, window_s: float) -> Counters:
