@@ -44,3 +44,15 @@ def test_the_rules_are_the_built_in_alerts() -> None:
         if default.threshold:
             threshold = f"{default.threshold:g}"
             assert threshold in rule["expr"], (name, threshold)
+
+
+def test_the_prometheus_rules_fire_where_the_built_in_ones_do() -> None:
+    """promtool's rule unit tests (tests/alerts/data/rules_test.yml) on sample series,
+    scraped from two balancer replicas that report the same fleet."""
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed (apt-get install prometheus; .ci/run does)")
+    tests = Path(__file__).parent / "data" / "rules_test.yml"
+    done = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert "SUCCESS" in done.stdout.decode()

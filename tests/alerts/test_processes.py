@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,7 +153,7 @@ async def test_killing_the_evaluating_balancer_loses_and_repeats_nothing(
     keys = Keys(redis_config.namespace)
     config = alerts_file(tmp_path, [{"name": "hook", "kind": "webhook", "url": listener.url}])
     lease = LeaderLease(client, keys, LEADER_NAME, ttl_ms=1000)
-    first = balancer(redis_config, config, tmp_path, f"b1-{uuid.uuid4().hex[:4]}")
+    first = balancer(redis_config, config, tmp_path, "b1")
     second: Proc | None = None
     try:
         leader = await until(lease.holder_of, lambda h: h is not None, what="an evaluator")
