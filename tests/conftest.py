@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from comfyfleet.blobs import BlobStore, open_blob_store
 from comfyfleet.clock import FrozenClock
-from comfyfleet.config import RedisConfig
+from comfyfleet.config import BlobConfig, RedisConfig
 from comfyfleet.redis_server import RedisServer
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.keys import Keys
+from tests.support.s3 import S3Server, create_bucket
 
 DATA = Path(__file__).parent / "data"
 COMFY_DATA = DATA / "comfyui"
@@ -73,3 +76,31 @@ async def make_store(redis_config: RedisConfig, clock: FrozenClock) -> AsyncIter
 @pytest.fixture
 async def store(make_store: StoreFactory) -> JobStore:
     return await make_store()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-protocol server (moto) on a free loopback port, with the suite's bucket."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    server.start()
+    create_bucket(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "s3"])
+def blob_config(request: pytest.FixtureRequest) -> BlobConfig:
+    """Each blob-store test runs against both stores: Redis, and S3 on the suite's server."""
+    if request.param == "redis":
+        return BlobConfig()
+    server: S3Server = request.getfixturevalue("s3_server")
+    return server.config()
+
+
+@pytest.fixture
+async def blobs(blob_config: BlobConfig, redis_config: RedisConfig) -> AsyncIterator[BlobStore]:
+    redis = aioredis.Redis.from_url(redis_config.url)
+    store = await open_blob_store(blob_config, redis, Keys(redis_config.namespace))
+    yield store
+    await store.close()
+    await redis.aclose()

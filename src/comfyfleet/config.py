@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from comfyfleet.alerts.config import AlertsConfig
 from comfyfleet.errors import ConfigError
@@ -153,6 +153,66 @@ class InputUrlConfig(_Frozen):
     timeout_ms: int = Field(default=20_000, ge=100, le=300_000)
 
 
+class BlobConfig(_Frozen):
+    """Where output and input bytes live (comfyfleet.blobs). Sizes in bytes, times in s."""
+
+    # None: in Redis beside the state (small fleets, `up`); `s3://bucket/prefix`: any
+    # S3-compatible object store (AWS S3, R2, GCS's S3 API, MinIO, Ceph).
+    store_url: str | None = None
+    # S3 endpoint (None: AWS's own); region; credentials (None: botocore's usual chain --
+    # AWS_* variables, ~/.aws, instance roles); path-style addressing (MinIO, Ceph).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_path_style: bool = False
+    # Multipart part size: the most output bytes a node holds in memory per upload.
+    part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
+    # Largest output kept (None: 64 MiB in Redis, 5 GiB in S3).
+    max_output_bytes: int | None = Field(default=None, ge=1)
+    # How long outputs are kept, per pool; "*" for every pool not named (s). Unset: 24 h in
+    # Redis, 7 days (the job record's retention) in S3.
+    output_ttl_s: dict[str, int] = Field(default_factory=dict)
+    # Balancer: hand clients presigned URLs valid this long instead of balancer URLs (0: off).
+    presign_s: int = Field(default=0, ge=0, le=7 * 24 * 3600)
+    # Balancer: a public base URL (a CDN in front of the bucket) + object key, if set.
+    public_base_url: str | None = None
+    # Balancer: how often the sweeper looks for orphaned objects and stale multipart
+    # uploads (0: never), and how old an orphan must be before it is removed.
+    sweep_interval_s: float = Field(default=600.0, ge=0)
+    sweep_grace_s: float = Field(default=600.0, ge=0)
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str | None) -> str | None:
+        if value in (None, "", "redis"):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"expected s3://bucket[/prefix] or redis, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _urls_need_s3(self) -> BlobConfig:
+        if (self.presign_s or self.public_base_url) and not self.s3:
+            raise ValueError("presigned or public output URLs need an S3 store (--store-url)")
+        return self
+
+    @property
+    def s3(self) -> bool:
+        return self.store_url is not None
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.store_url or "").netloc
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix inside the bucket, '' or ending in '/'."""
+        path = urlsplit(self.store_url or "").path.strip("/")
+        return f"{path}/" if path else ""
+
+
 class BalancerConfig(_Frozen):
     server: ServerConfig = ServerConfig(port=7999)
     redis: RedisConfig = RedisConfig()
@@ -165,6 +225,7 @@ class BalancerConfig(_Frozen):
     webhooks: WebhookConfig = WebhookConfig()
     input_urls: InputUrlConfig = InputUrlConfig()
     alerts: AlertsConfig = AlertsConfig()
+    blobs: BlobConfig = BlobConfig()
 
 
 class NodeConfig(_Frozen):
@@ -185,6 +246,8 @@ class NodeConfig(_Frozen):
     lease_ms: int = Field(default=30_000, ge=1_000)
     retry_base_ms: int = Field(default=1_000, ge=0)
     retry_jitter: bool = True
+    blobs: BlobConfig = BlobConfig()
+
     # Run ComfyUI as the node's child (node/supervisor.py) instead of driving `comfy_url`:
     # the command, its working directory, how long it may take to answer (s), how long it
     # gets to stop after SIGTERM (s), and the first restart delay (s, doubling up to 60 s).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from comfyfleet.balancer import events_api, jobs_api
+from comfyfleet.balancer import events_api, outputs_api
 from comfyfleet.models.job import JobErrorCode
 from comfyfleet.node import openapi_ops as node_ops
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE
@@ -41,14 +41,14 @@ async def test_the_page_size_limit_is_the_documented_one(balancer: Role) -> None
 async def test_the_output_index_limit_is_the_documented_one(balancer: Role) -> None:
     path = "/api/v1/jobs/{job_id}/outputs/{index}"
     schema = _param(await _doc(balancer), path, "index")
-    assert schema["maximum"] == jobs_api.MAX_OUTPUT_INDEX
+    assert schema["maximum"] == outputs_api.MAX_OUTPUT_INDEX
     status, _, body = await balancer.call(
         "POST", "/api/v1/jobs", auth=ADMIN_AUTH, json={"workflow": "solid", "params": {}}
     )
     assert status == 202, body
     base = f"/api/v1/jobs/{json.loads(body)['id']}/outputs/"
-    assert await _status(balancer, base + str(jobs_api.MAX_OUTPUT_INDEX)) == 404
-    assert await _status(balancer, base + str(jobs_api.MAX_OUTPUT_INDEX + 1)) == 400
+    assert await _status(balancer, base + str(outputs_api.MAX_OUTPUT_INDEX)) == 404
+    assert await _status(balancer, base + str(outputs_api.MAX_OUTPUT_INDEX + 1)) == 400
 
 
 async def test_the_wait_limit_is_the_documented_one(balancer: Role) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfleet.blobs import RedisBlobStore
 from comfyfleet.clock import FrozenClock
 from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import RedisConfig, SimConfig
@@ -24,7 +25,7 @@ from comfyfleet.node.worker import Worker
 from comfyfleet.sim import SIM_STATE, create_app
 from comfyfleet.sim.faults import Faults
 from comfyfleet.store.jobs import JobStore
-from comfyfleet.store.results import RedisResultStore
+from comfyfleet.store.results import ResultStore
 from comfyfleet.tasks import stop
 from tests.support.waiting import until
 
@@ -139,7 +140,7 @@ def make_worker(store: JobStore, comfy: ComfyClient, status: NodeStatus) -> Work
     runner = ComfyRunner(
         node_id=NODE_ID,
         store=store,
-        results=RedisResultStore(store.redis, store.keys),
+        results=ResultStore(RedisBlobStore(store.redis, store.keys)),
         comfy=comfy,
         backoff=Backoff(base_ms=0, jitter=False),
         stop_confirm_s=2.0,

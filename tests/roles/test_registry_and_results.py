@@ -1,4 +1,5 @@
-"""Node registration/heartbeats and the result store, on the suite's real Redis."""
+"""Node registration and heartbeats, on the suite's real Redis (the result store's tests
+are in tests/blobs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo, NodeState
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import LOST_AFTER_BEATS, NodeRegistry
-from comfyfleet.store.results import OutputTooLarge, RedisResultStore
 
 
 @pytest.fixture
@@ -46,16 +46,3 @@ async def test_drain_requests_round_trip(redis_client: aioredis.Redis, keys: Key
     assert await registry.drain_requested("n1") is True
     await registry.request_drain("n1", False)
     assert await registry.drain_requested("n1") is False
-
-
-async def test_results_have_a_ttl_and_a_size_cap(redis_client: aioredis.Redis, keys: Keys) -> None:
-    results = RedisResultStore(redis_client, keys, ttl_ms=60_000, max_bytes=10)
-    await results.put("job1", 0, b"0123456789")
-    assert await results.get("job1", 0) == b"0123456789"
-    ttl = await redis_client.pttl(keys.result("job1", 0))
-    assert 0 < ttl <= 60_000
-    with pytest.raises(OutputTooLarge, match="cap is 10"):
-        await results.put("job1", 1, b"x" * 11)
-    assert await results.get("job1", 1) is None
-    await results.delete("job1", 2)
-    assert await results.get("job1", 0) is None

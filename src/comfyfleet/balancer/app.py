@@ -20,20 +20,24 @@ from comfyfleet.balancer import (
     logs_api,
     metrics,
     openapi_ops,
+    outputs_api,
     workflows_api,
 )
 from comfyfleet.balancer.admission import admission_middleware
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, PUBLISHER, REDIS, RESULTS, WORKFLOWS
 from comfyfleet.balancer.reaper import Reaper
 from comfyfleet.balancer.webhooks import webhooks_ctx
+from comfyfleet.blobs import open_blob_store
+from comfyfleet.blobs.sweeper import Sweeper
 from comfyfleet.config import BalancerConfig
 from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
+from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Leadership, Lease, Work
 from comfyfleet.store.nodes import NodeRegistry
-from comfyfleet.store.results import RedisResultStore
+from comfyfleet.store.results import ResultStore
 from comfyfleet.tasks import stop
 from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
@@ -60,11 +64,13 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[JOBS] = JobStore(redis, keys)
     app[NODES] = NodeRegistry(redis, keys)
-    app[RESULTS] = RedisResultStore(redis, keys)
     app[WORKFLOWS] = WorkflowRegistry(redis, keys)
     app[PUBLISHER] = WorkflowPublisher(redis, keys)
     app[API_KEYS] = ApiKeyStore(redis, keys)
+    blobs = await open_blob_store(cfg.blobs, redis, keys)
+    app[RESULTS] = ResultStore(blobs, cfg.blobs)
     yield
+    await blobs.close()
     await app[JOBS].close()  # its wake-up listener, if anything subscribed
     await redis.aclose()
 
@@ -114,6 +120,20 @@ async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop(task)
 
 
+async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Orphaned objects and dead multipart uploads in an object store (blobs/sweeper.py);
+    Redis blobs expire by TTL, so there is nothing to sweep there."""
+    cfg = app[CONFIG].blobs
+    task = None
+    if app[RESULTS].blobs.kind != "redis" and cfg.sweep_interval_s > 0:
+        jobs = app[JOBS]
+        inputs = InputStore(jobs.redis, jobs.keys, blobs=app[RESULTS].blobs)
+        sweeper = Sweeper(app[RESULTS], jobs, inputs, grace_ms=int(cfg.sweep_grace_s * 1000))
+        task = asyncio.create_task(sweeper.run(cfg.sweep_interval_s), name="sweeper")
+    yield
+    await stop(task)
+
+
 def create_app(cfg: BalancerConfig) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -125,10 +145,11 @@ def create_app(cfg: BalancerConfig) -> web.Application:
         client_max_size=jobs_api.JSON_BODY_LIMIT,
     )
     app[CONFIG] = cfg
-    app.cleanup_ctx.extend([_store_ctx, _publish_ctx, _reaper_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _publish_ctx, _reaper_ctx, _sweeper_ctx])
     app.cleanup_ctx.extend([events_api.live_ctx, inputs_api.inputs_ctx, webhooks_ctx])
     app.cleanup_ctx.append(alerts_api.alerts_ctx)
     app.add_routes(jobs_api.routes)
+    app.add_routes(outputs_api.routes)
     app.add_routes(events_api.routes)
     app.add_routes(inputs_api.routes)
     app.add_routes(logs_api.routes)

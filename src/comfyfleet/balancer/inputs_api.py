@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
-from comfyfleet.balancer.appkeys import CONFIG, REDIS
+from comfyfleet.balancer.appkeys import CONFIG, REDIS, RESULTS
 from comfyfleet.balancer.input_urls import InputFetcher
 from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
@@ -59,7 +59,8 @@ class InputFromUrl(BaseModel):
 
 
 async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[INPUTS] = InputStore(app[REDIS], Keys(app[CONFIG].redis.namespace))
+    keys = Keys(app[CONFIG].redis.namespace)
+    app[INPUTS] = InputStore(app[REDIS], keys, blobs=app[RESULTS].blobs)
     app[FETCHER] = fetcher = InputFetcher(app[CONFIG].input_urls)
     yield
     await fetcher.close()

@@ -8,9 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from comfyfleet.balancer.admission import queue_limit
-from comfyfleet.balancer.appkeys import CONFIG, JOBS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, WORKFLOWS
 from comfyfleet.balancer.events_api import wait_for_end, wait_seconds
 from comfyfleet.balancer.inputs_api import hold_inputs
+from comfyfleet.balancer.outputs_api import output_urls
 from comfyfleet.balancer.schemas import JOB_ID_RE, JobPage, JobRequest, JobView, ProgressView
 from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.errors import BadRequest, NotFound
@@ -18,19 +19,13 @@ from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
-from comfyfleet.web.responses import (
-    JSON_BODY_LIMIT,
-    content_disposition,
-    json_response,
-    read_json,
-)
+from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
 
 __all__ = ["JSON_BODY_LIMIT", "routes"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 128
 # The largest output index a path may name (the OpenAPI entry reads it too).
-MAX_OUTPUT_INDEX = 999_999
 
 routes = web.RouteTableDef()
 
@@ -58,6 +53,7 @@ async def job_view(request: web.Request, job: Job) -> JobView:
         base_url=_base_url(request),
         queue_position=position,
         progress=await _progress(store, job),
+        output_urls=await output_urls(request, job),
     )
 
 
@@ -169,28 +165,6 @@ async def list_jobs(request: web.Request) -> web.Response:
         status=status, cursor=request.query.get("cursor"), limit=limit
     )
     base = _base_url(request)
-    page = JobPage(jobs=[JobView.of(j, base_url=base) for j in jobs], next_cursor=cursor)
+    views = [JobView.of(j, base_url=base, output_urls=await output_urls(request, j)) for j in jobs]
+    page = JobPage(jobs=views, next_cursor=cursor)
     return json_response(page)
-
-
-@routes.get("/api/v1/jobs/{job_id}/outputs/{index}")
-async def get_output(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
-    index = _int_query_path(request.match_info["index"])
-    output = next((o for o in job.outputs if o.index == index), None)
-    if job.status is not JobStatus.SUCCEEDED or output is None:
-        raise NotFound(f"job {job.id} has no output {index}", job_id=job.id)
-    data = await request.app[RESULTS].get(job.id, index)
-    if data is None:
-        raise NotFound(f"output {index} of job {job.id} has expired from the result store")
-    return web.Response(
-        body=data,
-        content_type=output.content_type,
-        headers={"Content-Disposition": content_disposition(output.filename)},
-    )
-
-
-def _int_query_path(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > len(str(MAX_OUTPUT_INDEX)) or int(raw) > MAX_OUTPUT_INDEX:
-        raise BadRequest(f"output index must be a small non-negative integer, got {raw!r}")
-    return int(raw)

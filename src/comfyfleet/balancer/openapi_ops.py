@@ -23,8 +23,8 @@ from comfyfleet.balancer import (
     alerts_api,
     events_api,
     inputs_api,
-    jobs_api,
     logs_api,
+    outputs_api,
     workflows_api,
 )
 from comfyfleet.balancer.appkeys import WORKFLOWS
@@ -170,7 +170,7 @@ def _jobs() -> list[Op]:
            {200: Reply("The file", schema={"type": "string", "format": "binary"},
                        media_type="image/png", headers={"Content-Disposition": "file name"})},
            params=[JOB_ID, Param("index", "path", {"type": "integer", "minimum": 0,
-                                                   "maximum": jobs_api.MAX_OUTPUT_INDEX},
+                                                   "maximum": outputs_api.MAX_OUTPUT_INDEX},
                                  "the output's `index`", example=0)],
            errors=[STORE]),
     ]  # fmt: skip

@@ -4,6 +4,7 @@ these same models, so they are the one source of truth for the wire format."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -122,7 +123,10 @@ class JobView(BaseModel):
         base_url: str,
         queue_position: int | None = None,
         progress: ProgressView | None = None,
+        output_urls: Mapping[int, str] | None = None,
     ) -> JobView:
+        """`output_urls`: where to fetch outputs instead of the balancer (presigned, CDN)."""
+        urls = output_urls or {}
         outputs = [
             OutputView(
                 index=o.index,
@@ -130,7 +134,7 @@ class JobView(BaseModel):
                 content_type=o.content_type,
                 size=o.size,
                 node_id=o.node_id,
-                url=f"{base_url}/api/v1/jobs/{job.id}/outputs/{o.index}",
+                url=urls.get(o.index) or f"{base_url}/api/v1/jobs/{job.id}/outputs/{o.index}",
             )
             for o in job.outputs
         ]

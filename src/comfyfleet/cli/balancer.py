@@ -110,6 +110,51 @@ def balancer(
             "--no-alerts", envvar="BALANCER_NO_ALERTS", help="Do not evaluate alert rules here."
         ),
     ] = False,
+    store_url: opt.StoreUrl = None,
+    s3_endpoint_url: opt.S3Endpoint = None,
+    s3_region: opt.S3Region = None,
+    s3_access_key_id: opt.S3AccessKey = None,
+    s3_secret_access_key: opt.S3SecretKey = None,
+    s3_path_style: opt.S3PathStyle = False,
+    output_ttl: opt.OutputTtl = None,
+    presign_outputs: Annotated[
+        int,
+        typer.Option(
+            "--presign-outputs",
+            envvar="BALANCER_PRESIGN_OUTPUTS",
+            min=0,
+            help="With an S3 store: give clients presigned output URLs valid this many "
+            "seconds instead of balancer URLs (0: off).",
+        ),
+    ] = 0,
+    output_base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--output-base-url",
+            envvar="BALANCER_OUTPUT_BASE_URL",
+            help="With an S3 store: public base URL of the bucket (a CDN); output URLs "
+            "become BASE/KEY.",
+        ),
+    ] = None,
+    sweep_interval: Annotated[
+        float,
+        typer.Option(
+            "--sweep-interval",
+            envvar="BALANCER_SWEEP_INTERVAL",
+            min=0,
+            help="With an S3 store: seconds between sweeps for orphaned objects and dead "
+            "multipart uploads (0: never).",
+        ),
+    ] = 600.0,
+    sweep_grace: Annotated[
+        float,
+        typer.Option(
+            "--sweep-grace",
+            envvar="BALANCER_SWEEP_GRACE",
+            min=0,
+            help="Seconds an orphan must have existed before the sweeper removes it.",
+        ),
+    ] = 600.0,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
     workers: Annotated[
@@ -158,6 +203,16 @@ def balancer(
         webhook_url,
         "balancer",
     )
+    blobs = opt.build(
+        lambda url: opt.blob_config(
+            url, s3_endpoint_url, s3_region, s3_access_key_id, s3_secret_access_key,
+            s3_path_style, output_ttl or [], presign_s=presign_outputs,
+            public_base_url=output_base_url, sweep_interval_s=sweep_interval,
+            sweep_grace_s=sweep_grace,
+        ),
+        store_url,
+        "balancer",
+    )  # fmt: skip
     cfg = BalancerConfig(
         server=opt.server_config(host, port, username, password, insecure, metrics),
         redis=opt.redis_config(
@@ -182,6 +237,7 @@ def balancer(
             alerts_config,
             "balancer",
         ),
+        blobs=blobs,
     )
     # Built here even for a supervisor, so a bad configuration is refused before any
     # worker starts (building an app does no I/O).

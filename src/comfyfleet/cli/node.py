@@ -119,6 +119,13 @@ def node(
     password: opt.Password = None,
     insecure: opt.Insecure = False,
     metrics: opt.Metrics = False,
+    store_url: opt.StoreUrl = None,
+    s3_endpoint_url: opt.S3Endpoint = None,
+    s3_region: opt.S3Region = None,
+    s3_access_key_id: opt.S3AccessKey = None,
+    s3_secret_access_key: opt.S3SecretKey = None,
+    s3_path_style: opt.S3PathStyle = False,
+    output_ttl: opt.OutputTtl = None,
     logdy: opt.Logdy = None,
     log_level: opt.LogLevel = "info",
 ) -> None:
@@ -127,6 +134,12 @@ def node(
     from comfyfleet.node.app import create_app, default_node_id
 
     node_id = node_id or default_node_id(port)
+    blobs = opt.build(
+        lambda url: opt.blob_config(url, s3_endpoint_url, s3_region, s3_access_key_id,
+                                    s3_secret_access_key, s3_path_style, output_ttl or []),
+        store_url,
+        "node",
+    )  # fmt: skip
     cfg = opt.config_or_exit(
         NodeConfig,
         "node",
@@ -154,6 +167,7 @@ def node(
         comfy_start_timeout_s=comfy_start_timeout,
         comfy_stop_grace_s=comfy_stop_grace,
         comfy_restart_s=comfy_restart_delay,
+        blobs=blobs,
     )
     run_server(
         opt.build(create_app, cfg, "node"),

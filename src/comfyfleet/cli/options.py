@@ -12,12 +12,13 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from comfyfleet.config import (
     DEFAULT_REDIS_POOL_SIZE,
     DEFAULT_REDIS_POOL_TIMEOUT_S,
+    BlobConfig,
     LogConfig,
     RedisConfig,
     ServerConfig,
     redis_url_from_parts,
 )
-from comfyfleet.errors import ComfyfleetError
+from comfyfleet.errors import ComfyfleetError, ConfigError
 
 C = TypeVar("C")
 M = TypeVar("M", bound=BaseModel)
@@ -179,3 +180,114 @@ AlertReceiver = Annotated[
         "dingtalk, wecom; repeatable (e-mail and signing secrets: --alerts-config).",
     ),
 ]
+# Where output and input bytes live (comfyfleet.blobs); the same on every role of a fleet.
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        envvar="COMFYFLEET_STORE_URL",
+        help="Where outputs and inputs live: redis (default: beside the state) or "
+        "s3://bucket/prefix (any S3-compatible store; needs comfyfleet[s3]).",
+    ),
+]
+S3Endpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-endpoint-url",
+        envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+        help="S3 endpoint (MinIO, R2, Ceph...); unset: AWS.",
+    ),
+]
+S3Region = Annotated[
+    str | None,
+    typer.Option("--s3-region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], help="S3 region."),
+]
+S3AccessKey = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-access-key-id",
+        envvar="AWS_ACCESS_KEY_ID",
+        help="S3 access key; unset: the usual AWS chain (~/.aws, instance role).",
+    ),
+]
+S3SecretKey = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-secret-access-key",
+        envvar="AWS_SECRET_ACCESS_KEY",
+        help="S3 secret key. Prefer the env var.",
+        show_default=False,
+    ),
+]
+S3PathStyle = Annotated[
+    bool,
+    typer.Option(
+        "--s3-path-style",
+        envvar="S3_PATH_STYLE",
+        help="Path-style bucket addressing (MinIO, Ceph); default: virtual-hosted.",
+    ),
+]
+OutputTtl = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--output-ttl",
+        envvar="COMFYFLEET_OUTPUT_TTL",
+        help="How long outputs are kept, in s: N (every pool) or POOL=N; repeatable. "
+        "Unset: 24 h in Redis, 7 days in S3.",
+    ),
+]
+
+
+def blob_config(
+    store_url: str | None,
+    endpoint: str | None,
+    region: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    path_style: bool,
+    output_ttl: list[str],
+    **balancer: object,
+) -> BlobConfig:
+    """The blob store settings; `balancer` adds the balancer's own (presign_s, ...).
+    ConfigError naming the setting that is wrong."""
+    try:
+        return _blob_config(store_url, endpoint, region, access_key, secret_key, path_style,
+                            output_ttl, balancer)  # fmt: skip
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad object store settings: {wrong}") from None
+
+
+def _blob_config(
+    store_url: str | None,
+    endpoint: str | None,
+    region: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    path_style: bool,
+    output_ttl: list[str],
+    balancer: dict[str, object],
+) -> BlobConfig:
+    return BlobConfig.model_validate(
+        {
+            "store_url": store_url,
+            "s3_endpoint_url": endpoint,
+            "s3_region": region,
+            "s3_access_key_id": access_key,
+            "s3_secret_access_key": SecretStr(secret_key) if secret_key else None,
+            "s3_path_style": path_style,
+            "output_ttl_s": parse_pool_seconds(output_ttl),
+            **balancer,
+        }
+    )
+
+
+def parse_pool_seconds(specs: list[str]) -> dict[str, int]:
+    """`N` or `POOL=N` (repeatable) into pool -> seconds, "*" for every other pool."""
+    out: dict[str, int] = {}
+    for spec in specs:
+        pool, sep, value = spec.rpartition("=")
+        if not value.strip().isdigit() or int(value) <= 0 or (sep and not pool.strip()):
+            raise ConfigError(f"expected N or POOL=N (seconds > 0), got {spec!r}")
+        out[pool.strip() or "*"] = int(value)
+    return out

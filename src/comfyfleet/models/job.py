@@ -117,7 +117,7 @@ class JobError(BaseModel):
 
 
 class OutputRef(BaseModel):
-    """One output file of a succeeded job. The bytes live in the result store."""
+    """One output file of a succeeded job. The bytes live in the blob store under `key`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -129,6 +129,8 @@ class OutputRef(BaseModel):
     # ComfyUI's folder type: "output" (SaveImage) or "temp" (PreviewImage).
     kind: str = "output"
     sha256: str | None = None
+    # The bytes' key in the blob store (comfyfleet.blobs.naming); None: never stored.
+    key: str | None = None
 
 
 class AttemptRecord(BaseModel):

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from comfyfleet.blobs import BlobStore, open_blob_store
 from comfyfleet.clock import SYSTEM_CLOCK
 from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import NodeConfig, redact_url
@@ -47,7 +48,7 @@ from comfyfleet.store.joblogs import JobLogStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
-from comfyfleet.store.results import RedisResultStore
+from comfyfleet.store.results import ResultStore
 from comfyfleet.tasks import Pacer, stop
 from comfyfleet.web.auth import API_KEYS, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
@@ -85,14 +86,16 @@ class _Parts:
     worker: Worker
     writer: JobLogWriter
     comfy_logs: ComfyLogs
+    blobs: BlobStore
     supervisor: ComfySupervisor | None
     probe_now: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _build(cfg: NodeConfig, node_id: str) -> _Parts:
+async def _build(cfg: NodeConfig, node_id: str) -> _Parts:
     redis = connect(cfg.redis)
     keys = Keys(cfg.redis.namespace)
     store = JobStore(redis, keys)
+    blobs = await open_blob_store(cfg.blobs, redis, keys)
     # A ComfyUI run by the node listens on a loopback port chosen once per node life.
     child_port = free_port(CHILD_HOST) if cfg.comfy_cmd else None
     comfy_url = f"http://{CHILD_HOST}:{child_port}" if child_port else cfg.comfy_url
@@ -107,14 +110,14 @@ def _build(cfg: NodeConfig, node_id: str) -> _Parts:
     comfy_logs = ComfyLogs(job_of=_job_of(lambda: worker.controls), writer=writer)
     comfy.add_listener(comfy_logs.on_event)
     runner = ComfyRunner(
-        node_id=node_id, store=store, results=RedisResultStore(redis, keys), comfy=comfy,
+        node_id=node_id, store=store, results=ResultStore(blobs, cfg.blobs), comfy=comfy,
         backoff=Backoff(base_ms=cfg.retry_base_ms, jitter=cfg.retry_jitter),
         explain=_explainer(comfy_logs),
     )  # fmt: skip
     worker = Worker(node_id=node_id, store=store, runner=runner, capacity=1 + cfg.prefetch,
                     can_claim=lambda: status.can_claim, lease_ms=cfg.lease_ms)  # fmt: skip
     parts = _Parts(redis, store, NodeRegistry(redis, keys), comfy, status, worker, writer,
-                   comfy_logs, supervisor=None)  # fmt: skip
+                   comfy_logs, blobs=blobs, supervisor=None)  # fmt: skip
     parts.supervisor = _supervisor(cfg, child_port, parts)
     return parts
 
@@ -138,7 +141,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     node_id = cfg.node_id or default_node_id(cfg.server.port)
     structlog.contextvars.bind_contextvars(node_id=node_id)
-    parts = _build(cfg, node_id)
+    parts = await _build(cfg, node_id)
     app[COMFY], app[STATE], app[WORKER] = parts.comfy, parts.status, parts.worker
     app[API_KEYS] = ApiKeyStore(parts.redis, parts.store.keys)  # shared with the balancer
     if parts.supervisor is None:  # a ComfyUI of its own is not started yet
@@ -156,6 +159,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(Exception):
         await parts.registry.deregister(node_id, parts.worker.pools)
     await parts.comfy.close()
+    await parts.blobs.close()
     await parts.store.close()  # its wake-up listener
     await parts.redis.aclose()
 

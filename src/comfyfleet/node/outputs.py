@@ -1,13 +1,14 @@
-"""Moving a finished prompt's files from ComfyUI into the result store."""
+"""Moving a finished prompt's files from ComfyUI into the result store, one stream each:
+from ComfyUI's /view straight into the blob store (multipart in S3), never whole in memory.
+The job completes only after every output is stored (see runner.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 
 from comfyfleet.comfy import ComfyClient, ImageRef, NodeOutput
-from comfyfleet.models.job import OutputRef
-from comfyfleet.store.results import OutputTooLarge, ResultStore
+from comfyfleet.models.job import Job, OutputRef
+from comfyfleet.store.results import ResultStore
 
 
 def ordered_images(outputs: dict[str, NodeOutput]) -> list[tuple[str, ImageRef]]:
@@ -28,33 +29,26 @@ def content_type(filename: str) -> str:
 
 
 async def collect_outputs(
-    comfy: ComfyClient, results: ResultStore, job_id: str, outputs: dict[str, NodeOutput],
-    *, max_bytes: int,
-) -> list[OutputRef]:  # fmt: skip
-    """Stream each image from ComfyUI (bounded by `max_bytes`) into the result store."""
+    comfy: ComfyClient, results: ResultStore, job: Job, outputs: dict[str, NodeOutput]
+) -> list[OutputRef]:
+    """Stream each image from ComfyUI into the result store (bounded by its cap:
+    OutputTooLarge beyond). Returns what the job records of each: key, size, type, sha256."""
     refs: list[OutputRef] = []
     for index, (node_id, image) in enumerate(ordered_images(outputs)):
-        chunks: list[bytes] = []
-        size = 0
-        digest = hashlib.sha256()
-        async for chunk in comfy.iter_view(image):
-            size += len(chunk)
-            if size > max_bytes:
-                raise OutputTooLarge(
-                    f"output {image.filename} exceeds the result store's cap of {max_bytes} bytes"
-                )
-            digest.update(chunk)
-            chunks.append(chunk)
-        await results.put(job_id, index, b"".join(chunks))
+        kind = content_type(image.filename)
+        stored = await results.put(
+            job, index, image.filename, comfy.iter_view(image), content_type=kind
+        )
         refs.append(
             OutputRef(
                 index=index,
                 filename=image.filename,
-                content_type=content_type(image.filename),
-                size=size,
+                content_type=kind,
+                size=stored.size,
                 node_id=node_id,
                 kind=image.type,
-                sha256=digest.hexdigest(),
+                sha256=stored.sha256,
+                key=stored.key,
             )
         )
     return refs

@@ -42,7 +42,7 @@ from comfyfleet.node.progress import ProgressForwarder
 from comfyfleet.node.worker import JobControl
 from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
-from comfyfleet.store.results import OutputTooLarge, RedisResultStore
+from comfyfleet.store.results import OutputTooLarge, ResultStore
 from comfyfleet.tasks import Pacer, stop
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ class ComfyRunner:
         *,
         node_id: str,
         store: JobStore,
-        results: RedisResultStore,
+        results: ResultStore,
         comfy: ComfyClient,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -92,8 +92,9 @@ class ComfyRunner:
         # Adds what else is known about a failed attempt (ComfyUI's exception line).
         self.explain = explain
         self.rng = random.Random()
-        # Uploaded input images (store/inputs.py) live beside the jobs in the same Redis.
-        self.inputs = InputStore(store.redis, store.keys)
+        # Uploaded input images (store/inputs.py): metadata beside the jobs, bytes in the
+        # same blob store as the outputs.
+        self.inputs = InputStore(store.redis, store.keys, blobs=results.blobs)
 
     async def __call__(self, job: Job, control: JobControl) -> None:
         prompt_id = prompt_id_for(job)
@@ -264,13 +265,11 @@ class ComfyRunner:
 
     async def _complete(self, job: Job, outcome: Success) -> None:
         async def collect() -> list[OutputRef]:
-            return await collect_outputs(
-                self.comfy, self.results, job.id, outcome.outputs, max_bytes=self.results.max_bytes
-            )
+            return await collect_outputs(self.comfy, self.results, job, outcome.outputs)
 
         try:
-            # Redis unreachable while storing the images: store them again once it is back
-            # rather than spend an attempt (ComfyUI still has the files).
+            # Redis or the object store unreachable while storing the images: store them
+            # again once it is back rather than spend an attempt (ComfyUI still has the files).
             refs = await _patiently(collect)
         except ComfyfleetError as exc:
             too_large = isinstance(exc, OutputTooLarge)

@@ -278,6 +278,7 @@ class _NodeContext:
         pnginfo = run.job.extra_data.get("extra_pnginfo")
         self.extra_pnginfo = pnginfo if isinstance(pnginfo, dict) else None
         self.step_ms = run.ex.step_ms
+        self.pad_output_bytes = run.ex.faults.pad_output_bytes
 
     async def progress(self, value: int, total: int, preview: bytes | None) -> None:
         """A ProgressBar update: interrupt check, progress_state, preview, progress."""

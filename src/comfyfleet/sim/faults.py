@@ -10,7 +10,9 @@ at run time through `Faults` methods (in-process tests) or `POST /sim/faults` (a
      "stall_after_nodes": 2,             # arm a one-shot stall after N more executed nodes
      "drop_ws": true,                    # close every websocket now
      "drop_ws_after_nodes": 1,           # arm a one-shot drop after N more executed nodes
-     "die_after_nodes": 3}               # os._exit after N more executed nodes (kill tests)
+     "die_after_nodes": 3,               # os._exit after N more executed nodes (kill tests)
+     "pad_output_bytes": 209715200}      # SaveImage pads each PNG to this size (large-output
+                                         #   tests; 0: off)
 
 `GET /sim/faults` returns the current settings.
 """
@@ -40,6 +42,7 @@ class Faults:
         stall_ms: float = 0.0,
         drop_ws_after_nodes: int | None = None,
         die_after_nodes: int | None = None,
+        pad_output_bytes: int = 0,
     ) -> None:
         self.fail_node_types = set(fail_node_types)
         self.reject_prompts = reject_prompts
@@ -47,6 +50,7 @@ class Faults:
         self.stall_ms = stall_ms
         self.drop_ws_after_nodes = drop_ws_after_nodes
         self.die_after_nodes = die_after_nodes
+        self.pad_output_bytes = pad_output_bytes
         # Replaced by tests that must not lose the test process; os._exit skips cleanup on
         # purpose, like a crash.
         self.die: Callable[[int], None] = os._exit
@@ -104,6 +108,7 @@ class Faults:
             "stall_after_nodes": self.stall_after_nodes,
             "drop_ws_after_nodes": self.drop_ws_after_nodes,
             "die_after_nodes": self.die_after_nodes,
+            "pad_output_bytes": self.pad_output_bytes,
         }
 
     async def apply(self, body: dict[str, Any]) -> None:
@@ -115,6 +120,8 @@ class Faults:
             self.fail_node_types = set(types)
         if "reject_prompts" in body:
             self.reject_prompts = int(body["reject_prompts"])
+        if "pad_output_bytes" in body:
+            self.pad_output_bytes = max(0, int(body["pad_output_bytes"]))
         if "stall_ms" in body:
             self.stall_ms = float(body["stall_ms"])
         for name in ("stall_after_nodes", "drop_ws_after_nodes", "die_after_nodes"):

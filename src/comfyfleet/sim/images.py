@@ -12,6 +12,7 @@ import random
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INVERT_TABLE = bytes(255 - i for i in range(256))
@@ -121,6 +122,31 @@ def encode_png(image: Image, text: dict[str, str] | None = None, level: int = 4)
     chunks.append(_chunk(b"IDAT", zlib.compress(raw, level)))
     chunks.append(_chunk(b"IEND", b""))
     return PNG_SIGNATURE + b"".join(chunks)
+
+
+# A private, ancillary, safe-to-copy chunk type: decoders skip it.
+PAD_CHUNK = b"cfPd"
+PAD_BLOCK = 1024 * 1024
+
+
+def write_padded_png(path: Path, png: bytes, size: int) -> None:
+    """Write `png` grown to `size` bytes by a PAD_CHUNK of zeros before IEND, streamed to
+    disk a block at a time (tests of large outputs: a valid PNG of any size)."""
+    iend = png.rindex(b"IEND") - 4
+    pad = max(0, size - len(png) - 12)
+    crc = zlib.crc32(PAD_CHUNK)
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as out:
+        out.write(png[:iend] + struct.pack(">I", pad) + PAD_CHUNK)
+        block = bytes(PAD_BLOCK)
+        left = pad
+        while left:
+            piece = block[: min(left, PAD_BLOCK)]
+            crc = zlib.crc32(piece, crc)
+            out.write(piece)
+            left -= len(piece)
+        out.write(struct.pack(">I", crc & 0xFFFFFFFF) + png[iend:])
+    tmp.replace(path)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -38,6 +38,8 @@ class NodeContext(Protocol):
     prompt: dict[str, Any]
     extra_pnginfo: dict[str, Any] | None
     step_ms: float
+    # Test control (sim/faults.py): SaveImage pads each file to at least this size (bytes).
+    pad_output_bytes: int
 
     async def progress(self, value: int, total: int, preview: bytes | None) -> None: ...
 
@@ -70,7 +72,11 @@ def _save(batch: list[Image], prefix: str, ctx: NodeContext, kind: str = "output
     for number, image in enumerate(batch):
         filename = f"{name.replace('%batch_num%', str(number))}_{counter:05}_.png"
         level = 1 if kind == "temp" else 4
-        ctx.storage.write(folder / filename, images.encode_png(image, text, level))
+        png = images.encode_png(image, text, level)
+        if kind == "output" and ctx.pad_output_bytes > len(png):
+            images.write_padded_png(folder / filename, png, ctx.pad_output_bytes)
+        else:
+            ctx.storage.write(folder / filename, png)
         results.append({"filename": filename, "subfolder": subfolder, "type": kind})
         counter += 1
     return results

@@ -1,4 +1,4 @@
-"""Uploaded input images: bytes kept in Redis until the jobs that name them have run.
+"""Uploaded input images: kept until the jobs that name them have run.
 
 An upload is content-addressed: its id is the first 32 hex digits of its sha256, and the
 name a job uses for it (`cfin_<id>.<ext>`) is what a workflow's `image` param takes. The
@@ -6,6 +6,11 @@ same bytes uploaded twice are one input. An upload expires `INPUT_TTL_MS` after 
 stored unless a job names it: each enqueue extends the TTL to `HOLD_TTL_MS` (never
 shortens it), so the bytes outlive the job's queueing and running. They are never deleted
 when one job ends, because other jobs may name the same input; the TTL reclaims them.
+
+Where the bytes live follows the blob store (comfyfleet.blobs): with the Redis store they
+sit in the input's HASH itself (one key, so the TTL and each hold cover bytes and metadata
+at once); with S3 they are the object `inputs/<id>`, written before the HASH, and the HASH
+keeps the metadata and the object's key. The sweeper removes objects whose HASH expired.
 
 The node finds inputs in a graph by their names (see `input_names`), fetches the bytes,
 uploads them to its ComfyUI and rewrites the name to the one ComfyUI answered.
@@ -22,6 +27,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from comfyfleet.blobs import BlobStore, read_all, single
+from comfyfleet.blobs.naming import input_key
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.errors import ComfyfleetError, ValidationFailed
 from comfyfleet.store.keys import Keys
@@ -188,8 +195,11 @@ class InputStore:
         *,
         ttl_ms: int = INPUT_TTL_MS,
         hold_ms: int = HOLD_TTL_MS,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.redis = redis
+        # None or the Redis store: bytes inline in the HASH (see the module docstring).
+        self.blobs = blobs if blobs is not None and blobs.kind != "redis" else None
         self.keys = keys
         self.clock = clock
         self.ttl_ms = ttl_ms
@@ -206,7 +216,12 @@ class InputStore:
         input_id = digest[:ID_LENGTH]
         fields = {"content_type": info.content_type, "size": str(len(data)), "sha256": digest}
         fields.update(width=str(info.width), height=str(info.height))
-        ttl = await self._put([self.keys.input(input_id)], PutArgs(self.ttl_ms, fields), data)
+        inline: tuple[bytes, ...] = (data,)
+        if self.blobs is not None:  # the object first: a record never names missing bytes
+            stored = await self.blobs.put_stream(input_key(input_id), single(data),
+                                                 content_type=info.content_type)  # fmt: skip
+            fields["blob"], inline = stored.key, ()
+        ttl = await self._put([self.keys.input(input_id)], PutArgs(self.ttl_ms, fields), *inline)
         return StoredInput(input_id, input_name(input_id, info), info, len(data), digest,
                            self.clock.now_ms() + int(ttl))  # fmt: skip
 
@@ -223,9 +238,14 @@ class InputStore:
     @guarded
     async def get(self, input_id: str) -> tuple[bytes, str] | None:
         """(bytes, content type), or None when the input is gone."""
-        data, content_type = await self.redis.hmget(self.keys.input(input_id),
-                                                    ["data", "content_type"])  # fmt: skip
-        if data is None or content_type is None:
+        data, content_type, blob = await self.redis.hmget(
+            self.keys.input(input_id), ["data", "content_type", "blob"]
+        )
+        if content_type is None:
+            return None
+        if blob is not None and self.blobs is not None:
+            data = await read_all(self.blobs, text(blob))
+        if data is None:
             return None
         return (data.encode() if isinstance(data, str) else data), text(content_type)
 

@@ -35,7 +35,10 @@ key                        type   TTL             written by
 {ns}:workflow:<name>:log   LIST   -               the same scripts: one JSON entry per publish,
                                                   rollback or retire (newest last, capped)
 {ns}:workflows             HASH   -               the same scripts: name -> active version
-{ns}:result:<job>:<index>  STRING result TTL      node: output bytes
+{ns}:blob:<object key>     STRING output TTL      blobs/redis_blobs.py (Redis blob store only):
+                                                  output bytes, renamed here once whole
+{ns}:blob-part:<token>     STRING 10 min          blobs/redis_blobs.py: a blob being written
+{ns}:sweep-lock            STRING sweep interval  blobs/sweeper.py: the replica sweeping now
 {ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
                                                   succeeded, failed, cancelled, retried,
                                                   expired, released, stale)
@@ -181,8 +184,15 @@ class Keys:
     def workflows(self) -> str:
         return f"{self.prefix}:workflows"
 
-    def result(self, job_id: str, index: int) -> str:
-        return f"{self.prefix}:result:{job_id}:{index}"
+    def blob(self, object_key: str) -> str:
+        return f"{self.prefix}:blob:{object_key}"
+
+    def blob_part(self, token: str) -> str:
+        return f"{self.prefix}:blob-part:{token}"
+
+    @property
+    def sweep_lock(self) -> str:
+        return f"{self.prefix}:sweep-lock"
 
     @property
     def stats(self) -> str:

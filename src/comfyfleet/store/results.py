@@ -1,66 +1,58 @@
-"""Where output bytes live between a node producing them and a client fetching them.
+"""A job's outputs in the blob store: where each one goes and how long it is kept.
 
-`ResultStore` is the interface; `RedisResultStore` keeps each output as one string key with
-a TTL and a per-output size cap. Other backends (S3, a shared disk) can implement the same
-three methods.
+The bytes go to the configured `BlobStore` (Redis or S3, see comfyfleet.blobs); the job
+keeps each output's object key, size, content type and sha256 (`OutputRef`), so Redis
+holds metadata only when the store is S3. Retention is per pool (`output_ttl_s`, "*" for
+the rest): a TTL on the Redis key, and in S3 the sweeper's (or a lifecycle rule's) work.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterable
 
-import redis.asyncio as aioredis
+from comfyfleet.blobs import BlobStore, OutputTooLarge, StoredBlob
+from comfyfleet.blobs.naming import attempt_tag, output_key
+from comfyfleet.config import BlobConfig
+from comfyfleet.models.job import Job
+from comfyfleet.web.responses import safe_filename
 
-from comfyfleet.errors import ComfyfleetError
-from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded
+__all__ = ["DEFAULT_RESULT_TTL_MS", "OutputTooLarge", "ResultStore"]
 
 DEFAULT_RESULT_TTL_MS = 24 * 3600 * 1000
-DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+# S3 outputs live as long as the job record by default (store/jobs.py's retention).
+DEFAULT_S3_RESULT_TTL_MS = 7 * 24 * 3600 * 1000
 
 
-class OutputTooLarge(ComfyfleetError):
-    status = 507
-    code = "output-too-large"
-    title = "Output exceeds the result store's size cap"
+class ResultStore:
+    """Outputs of jobs, by job, attempt and index. Times in ms."""
 
+    def __init__(self, blobs: BlobStore, cfg: BlobConfig | None = None) -> None:
+        self.blobs = blobs
+        self.cfg = cfg or BlobConfig()
 
-class ResultStore(Protocol):
-    async def put(self, job_id: str, index: int, data: bytes) -> None: ...
+    @property
+    def max_bytes(self) -> int:
+        return self.blobs.max_bytes
 
-    async def get(self, job_id: str, index: int) -> bytes | None: ...
+    def ttl_ms(self, pool: str) -> int:
+        """How long `pool`'s outputs are kept (ms)."""
+        ttls = self.cfg.output_ttl_s
+        seconds = ttls.get(pool, ttls.get("*"))
+        if seconds is not None:
+            return seconds * 1000
+        return DEFAULT_S3_RESULT_TTL_MS if self.blobs.kind == "s3" else DEFAULT_RESULT_TTL_MS
 
-    async def delete(self, job_id: str, count: int) -> None: ...
+    def key(self, job: Job, index: int, filename: str) -> str:
+        tag = attempt_tag(job.attempts, job.started_ms)
+        return output_key(job.pool, job.id, tag, index, safe_filename(filename))
 
-
-class RedisResultStore:
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        keys: Keys,
-        *,
-        ttl_ms: int = DEFAULT_RESULT_TTL_MS,
-        max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
-    ) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.ttl_ms = ttl_ms
-        self.max_bytes = max_bytes
-
-    @guarded
-    async def put(self, job_id: str, index: int, data: bytes) -> None:
-        if len(data) > self.max_bytes:
-            raise OutputTooLarge(
-                f"output {index} of job {job_id} is {len(data)} bytes; the cap is {self.max_bytes}"
-            )
-        await self.redis.set(self.keys.result(job_id, index), data, px=self.ttl_ms)
-
-    @guarded
-    async def get(self, job_id: str, index: int) -> bytes | None:
-        data = await self.redis.get(self.keys.result(job_id, index))
-        return data.encode() if isinstance(data, str) else data
-
-    @guarded
-    async def delete(self, job_id: str, count: int) -> None:
-        if count:
-            await self.redis.delete(*(self.keys.result(job_id, i) for i in range(count)))
+    async def put(
+        self, job: Job, index: int, filename: str, chunks: AsyncIterable[bytes], *,
+        content_type: str,
+    ) -> StoredBlob:  # fmt: skip
+        """Stream one output of the job's current attempt into the store (visible only once
+        whole). OutputTooLarge past the store's cap."""
+        return await self.blobs.put_stream(
+            self.key(job, index, filename), chunks, content_type=content_type,
+            ttl_ms=self.ttl_ms(job.pool),
+        )  # fmt: skip
