@@ -7,8 +7,9 @@ Redis blobs expire by their own TTL; S3 objects do not, so the balancer sweeps:
   attempt that lost its lease, or died between storing and completing), or when it belongs
   to an attempt that is no longer the job's running one;
 - an input object is an orphan when its Redis record expired;
-- an unfinished multipart upload (a writer killed mid-upload; invisible to readers) is
-  aborted when its object would be an orphan, or when it is older than `MAX_UPLOAD_MS`.
+- an unfinished multipart upload (a writer killed mid-upload; invisible to readers) of an
+  output is aborted once its attempt is not the job's running one; of an input, once it is
+  older than the grace and the input has no record.
 
 Nothing younger than the grace is touched, so a writer between storing an object and
 recording it never loses it. One replica sweeps per interval (a Redis lock). Times in ms.
@@ -41,9 +42,6 @@ from comfyfleet.tasks import Pacer
 
 log = structlog.get_logger(__name__)
 
-# An unfinished upload older than this is abandoned whatever its job says (a node that died
-# and came back under the same id would otherwise keep its dead upload alive).
-MAX_UPLOAD_MS = 24 * 3600 * 1000
 DELETE_BATCH = 500
 
 
@@ -54,6 +52,13 @@ class SweepReport:
     outputs: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+
+
+def _live_attempt(job: Job | None, tag: str) -> bool:
+    """Is `tag` the attempt the job is running now (whose writes may still land)?"""
+    if job is None or job.status is not JobStatus.RUNNING:
+        return False
+    return tag == attempt_tag(job.attempts, job.started_ms)
 
 
 class Sweeper:
@@ -86,7 +91,7 @@ class Sweeper:
                 report.inputs.append(blob.key)
         for start in range(0, len(report.outputs + report.inputs), DELETE_BATCH):
             await self.blobs.delete((report.outputs + report.inputs)[start : start + DELETE_BATCH])
-        async for upload in self.blobs.list_uploads(""):
+        async for upload in self.blobs.list_uploads(""):  # no grace: see _dead_upload
             if await self._dead_upload(upload, now, jobs):
                 assert upload.upload_id is not None
                 await self.blobs.abort_upload(upload.key, upload.upload_id)
@@ -108,12 +113,9 @@ class Sweeper:
         if now - blob.modified_ms > self.results.ttl_ms(name.pool):
             return True
         job = await self._job(name.job_id, cache)
-        if job is None:
-            return True
-        if job.is_terminal:
+        if job is not None and job.is_terminal:
             return blob.key not in {o.key for o in job.outputs}
-        live = attempt_tag(job.attempts, job.started_ms)
-        return job.status is not JobStatus.RUNNING or name.tag != live
+        return not _live_attempt(job, name.tag)
 
     async def _dead_input(self, key: str) -> bool:
         input_id = input_id_of_key(key)
@@ -122,13 +124,14 @@ class Sweeper:
     async def _dead_upload(
         self, upload: ListedBlob, now: int, cache: dict[str, Job | None]
     ) -> bool:
-        age = now - upload.modified_ms
-        if age > MAX_UPLOAD_MS:
-            return True
-        if age < self.grace_ms:
+        """An output upload lives exactly as long as its attempt runs (its start time is not
+        needed, which some S3-compatible servers do not report truly); an input upload
+        lives for the grace."""
+        name = parse_output_key(upload.key)
+        if name is not None:
+            return not _live_attempt(await self._job(name.job_id, cache), name.tag)
+        if now - upload.modified_ms < self.grace_ms:
             return False
-        if parse_output_key(upload.key) is not None:
-            return await self._dead_output(upload, now, cache)
         return input_id_of_key(upload.key) is not None and await self._dead_input(upload.key)
 
     async def my_turn(self, interval_s: float) -> bool:
