@@ -20,21 +20,28 @@ USER = "e2e"
 PASSWORD = "e2e-" + uuid.uuid4().hex
 
 
+def fleet_spec(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory, **overrides: Any
+) -> FleetSpec:
+    """The e2e fleet: two nodes and stand-ins, a balancer, the suite's Redis."""
+    fields: dict[str, Any] = {
+        "nodes": 2,
+        "balancer_port": 0,
+        "first_node_port": 0,
+        "redis_url": redis_server.url,
+        "namespace": f"e2e{uuid.uuid4().hex[:8]}",
+        "username": USER,
+        "password": PASSWORD,
+        "node_ms": 5,
+        "step_ms": 5,
+        "data_dir": Path(tmp_path_factory.mktemp("fleet")),
+    }
+    return FleetSpec(**{**fields, **overrides})
+
+
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    spec = FleetSpec(
-        nodes=2,
-        balancer_port=0,
-        first_node_port=0,
-        redis_url=redis_server.url,
-        namespace=f"e2e{uuid.uuid4().hex[:8]}",
-        username=USER,
-        password=PASSWORD,
-        node_ms=5,
-        step_ms=5,
-        data_dir=Path(tmp_path_factory.mktemp("fleet")),
-    )
-    with Fleet(spec) as fleet:
+    with Fleet(fleet_spec(redis_server, tmp_path_factory)) as fleet:
         yield fleet
 
 

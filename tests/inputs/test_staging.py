@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from comfyfleet.blobs import BlobStore
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.config import RedisConfig, SimConfig
 from comfyfleet.node.inputs import InputMissing, input_error, stage_inputs
@@ -33,9 +34,10 @@ async def comfy(tmp_path: Path) -> AsyncIterator[ComfyClient]:
 
 
 @pytest.fixture
-async def inputs(redis_config: RedisConfig) -> AsyncIterator[InputStore]:
+async def inputs(redis_config: RedisConfig, blobs: BlobStore) -> AsyncIterator[InputStore]:
+    """Inputs in each blob store in turn: inline in Redis, and objects in S3."""
     redis = connect(redis_config)
-    yield InputStore(redis, Keys(redis_config.namespace))
+    yield InputStore(redis, Keys(redis_config.namespace), blobs=blobs)
     await redis.aclose()
 
 
@@ -71,3 +73,16 @@ async def test_a_missing_upload_fails_the_job_for_good(
         await stage_inputs(load(f"cfin_{'2' * 32}.png"), inputs, comfy)
     error = input_error("n1", missing.value)
     assert (error.code, error.retryable) == ("input_missing", False)
+
+
+async def test_an_input_whose_bytes_are_gone_is_missing(
+    comfy: ComfyClient, inputs: InputStore, blobs: BlobStore
+) -> None:
+    stored = await inputs.put(png(8, 8, seed=4))
+    if blobs.kind == "s3":
+        assert await blobs.size(f"inputs/{stored.id}") == stored.size  # the bytes are there
+        await blobs.delete([f"inputs/{stored.id}"])  # e.g. a lifecycle rule removed them
+    else:
+        await inputs.redis.delete(inputs.keys.input(stored.id))
+    with pytest.raises(InputMissing):
+        await stage_inputs(load(stored.name), inputs, comfy)

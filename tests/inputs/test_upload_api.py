@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.balancer import inputs_api
-from comfyfleet.config import RedisConfig
+from comfyfleet.config import BlobConfig, RedisConfig
 from comfyfleet.store.inputs import HOLD_TTL_MS, INPUT_TTL_MS
 from comfyfleet.store.keys import Keys
 from tests.inputs.samples import jpeg, png
@@ -19,8 +19,9 @@ from tests.live.inprocess import Balancer, balancer
 
 
 @pytest.fixture
-async def bal(redis_config: RedisConfig) -> AsyncIterator[Balancer]:
-    async with balancer(redis_config) as b:
+async def bal(redis_config: RedisConfig, blob_config: BlobConfig) -> AsyncIterator[Balancer]:
+    """A balancer storing inputs in each blob store in turn (Redis, S3)."""
+    async with balancer(redis_config, blobs=blob_config) as b:
         yield b
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from comfyfleet.balancer.app import create_app
 from comfyfleet.config import (
     BalancerConfig,
+    BlobConfig,
     InputUrlConfig,
     RedisConfig,
     ServerConfig,
@@ -32,6 +33,7 @@ async def balancer(
     redis: RedisConfig,
     webhooks: WebhookConfig | None = None,
     input_urls: InputUrlConfig | None = None,
+    blobs: BlobConfig | None = None,
 ) -> AsyncIterator[Balancer]:
     """A balancer on a free loopback port, with auth off (loopback, no credentials)."""
     cfg = BalancerConfig(
@@ -39,6 +41,7 @@ async def balancer(
         redis=redis,
         webhooks=webhooks or WebhookConfig(),
         input_urls=input_urls or InputUrlConfig(),
+        blobs=blobs or BlobConfig(),
     )
     app = create_app(cfg)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)

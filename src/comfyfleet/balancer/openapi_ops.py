@@ -86,6 +86,7 @@ JOB_EXAMPLE: dict[str, Any] = {
             "content_type": "image/png",
             "size": 482113,
             "node_id": "9",
+            "sha256": "5d41402abc4b2a76b9719d911017c592ae2f7e7d4e1f0b58d6c9f0ef3d9a1b2c",
             "url": "http://127.0.0.1:7999/api/v1/jobs/9f1c2e3d4b5a69788796a5b4c3d2e1f0/outputs/0",
         }
     ],
@@ -165,14 +166,26 @@ def _jobs() -> list[Op]:
                                 "outputs": [], "finished_ms": None})},
            params=[JOB_ID], errors=[409, STORE]),
         Op("GET", "/api/v1/jobs/{job_id}/outputs/{index}", "getJobOutput",
-           "Download an output", "The bytes of one output of a succeeded job, as stored by "
-           "its node (kept 24 h).", "jobs",
+           "Download an output", "The bytes of one output of a succeeded job, streamed from "
+           "the blob store (Redis or S3; kept per pool, 24 h by default in Redis, 7 days in "
+           "S3). Takes one `Range` (206 with `Content-Range`); the `ETag` is the sha256.",
+           "jobs",
            {200: Reply("The file", schema={"type": "string", "format": "binary"},
-                       media_type="image/png", headers={"Content-Disposition": "file name"})},
+                       media_type="image/png",
+                       headers={"Content-Disposition": "file name", "ETag": "the sha256",
+                                "Accept-Ranges": "bytes"}),
+            206: Reply("The range asked for", schema={"type": "string", "format": "binary"},
+                       media_type="image/png",
+                       headers={"Content-Range": "bytes FIRST-LAST/SIZE"})},
            params=[JOB_ID, Param("index", "path", {"type": "integer", "minimum": 0,
                                                    "maximum": outputs_api.MAX_OUTPUT_INDEX},
-                                 "the output's `index`", example=0)],
-           errors=[STORE]),
+                                 "the output's `index`", example=0),
+                   Param("Range", "header", {"type": "string"},
+                         "one byte range, e.g. `bytes=0-1023` or `bytes=-1024`",
+                         example="bytes=0-1023"),
+                   Param("If-Range", "header", {"type": "string"},
+                         "the ETag the client holds: the range only while it still matches")],
+           errors=[416, STORE]),
     ]  # fmt: skip
 
 

@@ -123,12 +123,12 @@ def _unsatisfiable(exc: RangeNotSatisfiable, size: int) -> web.Response:
 
 async def _output_of(request: web.Request) -> tuple[Job, OutputRef]:
     job_id, raw_index = request.match_info["job_id"], request.match_info["index"]
-    too_long = len(raw_index) > len(str(MAX_OUTPUT_INDEX))
-    if not raw_index.isdigit() or too_long or int(raw_index) > MAX_OUTPUT_INDEX:
-        raise BadRequest(f"output index must be a small non-negative integer, got {raw_index!r}")
     job = await request.app[JOBS].get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
     if job is None:
         raise NotFound(f"no job {job_id!r}", job_id=job_id)
+    too_long = len(raw_index) > len(str(MAX_OUTPUT_INDEX))
+    if not raw_index.isdigit() or too_long or int(raw_index) > MAX_OUTPUT_INDEX:
+        raise BadRequest(f"output index must be a small non-negative integer, got {raw_index!r}")
     output = next((o for o in job.outputs if o.index == int(raw_index)), None)
     if job.status is not JobStatus.SUCCEEDED or output is None:
         raise NotFound(f"job {job.id} has no output {raw_index}", job_id=job.id)

@@ -82,7 +82,9 @@ class OutputView(BaseModel):
     content_type: str
     size: int = Field(description="bytes")
     node_id: str | None = None
-    url: str
+    sha256: str | None = Field(default=None, description="hex digest of the bytes")
+    url: str = Field(description="where to GET the bytes: this balancer, or a presigned or "
+                     "CDN URL when the balancer hands those out")  # fmt: skip
 
 
 class ProgressView(BaseModel):
@@ -134,6 +136,7 @@ class JobView(BaseModel):
                 content_type=o.content_type,
                 size=o.size,
                 node_id=o.node_id,
+                sha256=o.sha256,
                 url=urls.get(o.index) or f"{base_url}/api/v1/jobs/{job.id}/outputs/{o.index}",
             )
             for o in job.outputs
