@@ -28,7 +28,8 @@ test: lint
 	$(BIN)/pytest -q
 
 # The full chaos run (>= 1,000 jobs, 4 nodes, every fault kind several times; minutes).
-# `make test` runs its short form. CHAOS_SEED=N picks another fault plan.
+# `make test` runs its short form. CHAOS_SEED=N picks another fault plan; CHAOS_STORE=s3
+# keeps outputs and inputs in S3 (a moto server the suite starts) instead of Redis.
 chaos: $(STAMP)
 	CHAOS_FULL=1 $(BIN)/pytest -q -s tests/chaos
 

@@ -36,3 +36,13 @@ def chaos_size(request: pytest.FixtureRequest) -> ChaosSize:
     full = request.config.getoption("--chaos-full") or os.environ.get("CHAOS_FULL") == "1"
     seed = int(os.environ.get("CHAOS_SEED", "5"))
     return ChaosSize(**(FULL if full else SHORT), seed=seed)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def chaos_store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """CHAOS_STORE=s3: outputs and inputs in S3 (the suite's S3-protocol server), with the
+    sweeper running often, so that it works among the faults; else in Redis."""
+    if os.environ.get("CHAOS_STORE", "redis") != "s3":
+        return {}
+    s3 = request.getfixturevalue("s3_server")
+    return {**s3.env(s3.config()), "BALANCER_SWEEP_INTERVAL": "2", "BALANCER_SWEEP_GRACE": "2"}

@@ -30,12 +30,15 @@ pytestmark = pytest.mark.chaos
 
 
 @pytest.fixture(scope="module")
-def fleet(chaos_size: ChaosSize, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(
+    chaos_size: ChaosSize, chaos_store_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
     spec = FleetSpec(
         nodes=chaos_size.nodes, balancer_port=0, first_node_port=0,
         namespace=f"chaos{uuid.uuid4().hex[:8]}", username=USER, password=PASSWORD,
         node_ms=NODE_MS, step_ms=NODE_MS / 4, data_dir=Path(tmp_path_factory.mktemp("chaos")),
         node_args=["--hang-timeout", str(HANG_S), "--retry-base-ms", "200", "--no-retry-jitter"],
+        extra_env=chaos_store_env,
     )  # fmt: skip
     with Fleet(spec) as fleet:
         yield fleet
