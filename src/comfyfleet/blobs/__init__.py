@@ -22,6 +22,7 @@ from comfyfleet.errors import ConfigError
 from comfyfleet.store.keys import Keys
 
 __all__ = [
+    "S3_EXTRA_MISSING",
     "BlobStore",
     "BlobStoreUnavailable",
     "ByteRange",

@@ -270,10 +270,11 @@ def _blob_config(
 ) -> BlobConfig:
     return BlobConfig.model_validate(
         {
-            "store_url": store_url,
-            "s3_endpoint_url": endpoint,
-            "s3_region": region,
-            "s3_access_key_id": access_key,
+            # Empty env values (compose's `${X:-}`) mean unset.
+            "store_url": store_url or None,
+            "s3_endpoint_url": endpoint or None,
+            "s3_region": region or None,
+            "s3_access_key_id": access_key or None,
             "s3_secret_access_key": SecretStr(secret_key) if secret_key else None,
             "s3_path_style": path_style,
             "output_ttl_s": parse_pool_seconds(output_ttl),

@@ -30,10 +30,6 @@ class ResultStore:
         self.blobs = blobs
         self.cfg = cfg or BlobConfig()
 
-    @property
-    def max_bytes(self) -> int:
-        return self.blobs.max_bytes
-
     def ttl_ms(self, pool: str) -> int:
         """How long `pool`'s outputs are kept (ms)."""
         ttls = self.cfg.output_ttl_s
