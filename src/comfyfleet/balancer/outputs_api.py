@@ -5,6 +5,7 @@ public (CDN) base URL. Handlers never hold a whole output in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import structlog
@@ -99,8 +100,10 @@ async def get_output(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
     if request.method != "HEAD":
-        async for chunk in blobs.read(output.key or "", wanted):
-            await response.write(chunk)
+        # aclosing: a client that goes away mid-download releases the store's stream now.
+        async with contextlib.aclosing(blobs.read(output.key or "", wanted)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
     await response.write_eof()
     return response
 

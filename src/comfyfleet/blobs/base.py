@@ -10,7 +10,7 @@ Sizes are in bytes, times in ms since the epoch unless a name says otherwise.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,7 +81,7 @@ class BlobStore(Protocol):
         """The blob's size in bytes, or None when there is no such blob."""
         ...
 
-    def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+    def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncGenerator[bytes, None]:
         """The blob's bytes (or the range's) in chunks; nothing when it is gone."""
         ...
 

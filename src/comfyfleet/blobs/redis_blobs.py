@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -90,7 +90,9 @@ class RedisBlobStore:
             exists, length = await pipe.execute()
         return int(length) if exists else None
 
-    async def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, byte_range: ByteRange | None = None
+    ) -> AsyncGenerator[bytes, None]:
         blob = self.keys.blob(key)
         try:
             end = byte_range.end if byte_range else await self.redis.strlen(blob) - 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +132,9 @@ class S3BlobStore:
             raise _unavailable(exc, "HEAD") from exc
         return int(head["ContentLength"])
 
-    async def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, byte_range: ByteRange | None = None
+    ) -> AsyncGenerator[bytes, None]:
         extra: dict[str, Any] = {}
         if byte_range is not None:
             extra["Range"] = f"bytes={byte_range.start}-{byte_range.end}"
