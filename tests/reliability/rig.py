@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.blobs import RedisBlobStore
+from comfyfleet.blobs import BlobStore, RedisBlobStore
 from comfyfleet.clock import FrozenClock
 from comfyfleet.comfy import ComfyClient, ComfyOptions
 from comfyfleet.config import RedisConfig, SimConfig
@@ -136,11 +136,13 @@ class Rig:
         )
 
 
-def make_worker(store: JobStore, comfy: ComfyClient, status: NodeStatus) -> Worker:
+def make_worker(
+    store: JobStore, comfy: ComfyClient, status: NodeStatus, blobs: BlobStore | None = None
+) -> Worker:
     runner = ComfyRunner(
         node_id=NODE_ID,
         store=store,
-        results=ResultStore(RedisBlobStore(store.redis, store.keys)),
+        results=ResultStore(blobs or RedisBlobStore(store.redis, store.keys)),
         comfy=comfy,
         backoff=Backoff(base_ms=0, jitter=False),
         stop_confirm_s=2.0,
@@ -156,7 +158,10 @@ async def stop_worker(worker: Worker) -> None:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(redis_config: RedisConfig, data_dir: Path) -> AsyncIterator[Rig]:
+async def make_rig(
+    redis_config: RedisConfig, data_dir: Path, blobs: BlobStore | None = None
+) -> AsyncIterator[Rig]:
+    """The rig; outputs go to `blobs` (default: the Redis blob store)."""
     sim = SimProcess(data_dir, node_ms=30)
     await sim.start()
     store = JobStore.from_config(redis_config)
@@ -164,7 +169,7 @@ async def make_rig(redis_config: RedisConfig, data_dir: Path) -> AsyncIterator[R
     status = NodeStatus(
         node_id=NODE_ID, comfy_url=sim.url, url="", started_ms=0, comfy_healthy=True
     )
-    worker = make_worker(store, comfy, status)
+    worker = make_worker(store, comfy, status, blobs)
     clock = FrozenClock()
     watch = HangWatch(comfy, status, worker, hang_s=HANG_S, clock=clock)
     assert isinstance(worker.runner, ComfyRunner)
