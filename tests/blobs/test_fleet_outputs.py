@@ -6,7 +6,9 @@ S3 and `--presign-outputs`, from presigned URLs with plain HTTP."""
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,8 +16,9 @@ import pytest
 from multidict import CIMultiDict
 
 from comfyfleet.cli.fleet import Fleet
+from comfyfleet.cli.submitter import Submitter
 from comfyfleet.redis_server import RedisServer
-from tests.e2e.conftest import Api, fleet_spec
+from tests.e2e.conftest import PASSWORD, USER, Api, fleet_spec
 from tests.support.s3 import S3Server
 
 PRESIGN_S = 300
@@ -95,3 +98,18 @@ async def test_an_unknown_output_index_is_404(api: Api) -> None:
     status, _, body = await get(api, f"/api/v1/jobs/{done['id']}/outputs/{len(outputs)}")
     assert status == 404
     assert b"has no output" in body
+
+
+async def test_submit_downloads_from_whichever_url_it_is_given(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """`comfyfleet submit` sends its credentials to the balancer only: a presigned URL is
+    fetched without them (S3 refuses a request with two kinds of auth; a CDN must not see
+    the password)."""
+    submitter = Submitter(fleet.balancer_url, username=USER, password=PASSWORD,
+                          stream=io.StringIO())  # fmt: skip
+    body = {"workflow": "two-outputs", "params": {}}
+    paths = await submitter.run(body, out=tmp_path, wait=True, timeout_s=60)
+    assert len(paths) >= 2
+    for path in paths:
+        assert path.read_bytes().startswith(b"\x89PNG")

@@ -72,7 +72,9 @@ class Submitter:
     async def run(
         self, body: dict[str, Any], *, out: Path, wait: bool, timeout_s: float
     ) -> list[Path]:
-        async with aiohttp.ClientSession(headers=self.headers) as session:
+        # Credentials go only to the balancer, never to an output URL elsewhere (a presigned
+        # S3 URL refuses a second auth, and a CDN must not see them).
+        async with aiohttp.ClientSession() as session:
             try:
                 job = await self._post(session, body)
                 self.stream.write(f"job {job['id']} accepted\n")
@@ -84,7 +86,7 @@ class Submitter:
                 raise SubmitError(f"cannot reach {self.url}: {exc}") from None
 
     async def _post(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> Any:
-        async with session.post(f"{self.url}/api/v1/jobs", json=body) as resp:
+        async with session.post(f"{self.url}/api/v1/jobs", json=body, headers=self.headers) as resp:
             data = await self._json(resp)
             if resp.status != 202:
                 raise SubmitError(_problem_text(resp.status, data))
@@ -93,7 +95,9 @@ class Submitter:
     async def _follow(self, session: aiohttp.ClientSession, job_id: str, timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
-            async with session.get(f"{self.url}/api/v1/jobs/{job_id}") as resp:
+            async with session.get(
+                f"{self.url}/api/v1/jobs/{job_id}", headers=self.headers
+            ) as resp:
                 job = await self._json(resp)
                 if resp.status != 200:
                     raise SubmitError(_problem_text(resp.status, job))
@@ -118,7 +122,9 @@ class Submitter:
             # The server's filename is only a hint: keep its base name, never its folders.
             name = Path(output["filename"]).name or f"output_{output['index']}.png"
             path = out / f"{job['id'][:8]}_{output['index']}_{name}"
-            async with session.get(output["url"]) as resp:
+            url = output["url"]
+            ours = url.startswith(f"{self.url}/")
+            async with session.get(url, headers=self.headers if ours else None) as resp:
                 if resp.status != 200:
                     raise SubmitError(_problem_text(resp.status, await self._json(resp)))
                 with path.open("wb") as fh:
