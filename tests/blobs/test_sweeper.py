@@ -118,10 +118,3 @@ async def test_outputs_past_their_pools_ttl_are_swept(
     swept = await Sweeper(results, store, inputs, grace_ms=0, clock=clock).sweep_once()
     assert swept.outputs == [keys["short"]]  # the default pool keeps its outputs 7 days
     assert await s3.size(keys["default"]) == 1
-
-
-async def test_one_replica_sweeps_per_interval(s3: S3BlobStore, store: JobStore) -> None:
-    inputs = InputStore(store.redis, store.keys, blobs=s3)
-    replicas = [Sweeper(ResultStore(s3), store, inputs, grace_ms=0) for _ in range(3)]
-    turns = [await r.my_turn(interval_s=60) for r in replicas]
-    assert turns == [True, False, False]

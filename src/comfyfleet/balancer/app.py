@@ -129,7 +129,11 @@ async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
         jobs = app[JOBS]
         inputs = InputStore(jobs.redis, jobs.keys, blobs=app[RESULTS].blobs)
         sweeper = Sweeper(app[RESULTS], jobs, inputs, grace_ms=int(cfg.sweep_grace_s * 1000))
-        task = asyncio.create_task(sweeper.run(cfg.sweep_interval_s), name="sweeper")
+
+        async def sweep(_lease: Lease) -> None:
+            await sweeper.run(cfg.sweep_interval_s)
+
+        task = asyncio.create_task(singleton(app, "sweeper", sweep).run(), name="sweeper")
     yield
     await stop(task)
 

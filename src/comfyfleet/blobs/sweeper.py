@@ -12,7 +12,8 @@ Redis blobs expire by their own TTL; S3 objects do not, so the balancer sweeps:
   older than the grace and the input has no record.
 
 Nothing younger than the grace is touched, so a writer between storing an object and
-recording it never loses it. One replica sweeps per interval (a Redis lock). Times in ms.
+recording it never loses it. One process of the fleet sweeps at a time (the balancer runs
+it under a leadership lease, like the reaper). Times in ms.
 """
 
 from __future__ import annotations
@@ -134,20 +135,13 @@ class Sweeper:
             return False
         return input_id_of_key(upload.key) is not None and await self._dead_input(upload.key)
 
-    async def my_turn(self, interval_s: float) -> bool:
-        """True for one replica per interval: the others skip this round."""
-        lock = self.jobs.keys.sweep_lock
-        ttl_ms = max(1, int(interval_s * 900))  # expires just before the next round
-        return bool(await self.jobs.redis.set(lock, "1", nx=True, px=ttl_ms))
-
     async def run(self, interval_s: float) -> None:
         """Sweep every `interval_s` s until cancelled; a failed sweep is retried with
         backoff and never ends the loop."""
         pacer = Pacer(Backoff(base_ms=1_000, cap_ms=max(1_000, int(interval_s * 1000))))
         while True:
             try:
-                if await self.my_turn(interval_s):
-                    await self.sweep_once()
+                await self.sweep_once()
             except (StoreError, RedisError) as exc:
                 log.warning("sweep_failed", error=str(exc), retry_in_s=pacer.delay_s)
                 await pacer.sleep()

@@ -38,7 +38,6 @@ key                        type   TTL             written by
 {ns}:blob:<object key>     STRING output TTL      blobs/redis_blobs.py (Redis blob store only):
                                                   output bytes, renamed here once whole
 {ns}:blob-part:<token>     STRING 10 min          blobs/redis_blobs.py: a blob being written
-{ns}:sweep-lock            STRING sweep interval  blobs/sweeper.py: the replica sweeping now
 {ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
                                                   succeeded, failed, cancelled, retried,
                                                   expired, released, stale)
@@ -189,10 +188,6 @@ class Keys:
 
     def blob_part(self, token: str) -> str:
         return f"{self.prefix}:blob-part:{token}"
-
-    @property
-    def sweep_lock(self) -> str:
-        return f"{self.prefix}:sweep-lock"
 
     @property
     def stats(self) -> str:
