@@ -22,7 +22,6 @@ import asyncio
 from dataclasses import dataclass, field
 
 import structlog
-from redis.exceptions import RedisError
 
 from comfyfleet.blobs.base import BlobStore, ListedBlob
 from comfyfleet.blobs.naming import (
@@ -142,8 +141,8 @@ class Sweeper:
         while True:
             try:
                 await self.sweep_once()
-            except (StoreError, RedisError) as exc:
-                log.warning("sweep_failed", error=str(exc), retry_in_s=pacer.delay_s)
+            except StoreError as exc:
+                log.warning("sweep_failed", error=exc.detail, retry_in_s=pacer.delay_s)
                 await pacer.sleep()
                 continue
             pacer.reset()
