@@ -96,9 +96,11 @@ async def test_the_child_gets_the_environment_without_the_fleets_secrets(
 ) -> None:
     monkeypatch.setenv("API_PASSWORD", "pw-must-not-leak")
     monkeypatch.setenv("REDIS_URL", "redis://:pw-must-not-leak@127.0.0.1:1/0")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-key-must-not-leak")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     probe = shlex.join([sys.executable, "-c", "import os, time; print(sorted(k for k in "
-                        "('API_PASSWORD', 'REDIS_URL', 'CUDA_VISIBLE_DEVICES') if k in "
+                        "('API_PASSWORD', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', "
+                        "'CUDA_VISIBLE_DEVICES') if k in "
                         "os.environ), flush=True); time.sleep(60)"])  # fmt: skip
     lines: list[ComfyLine] = []
     supervisor = _supervisor(probe, free_port(), lines)

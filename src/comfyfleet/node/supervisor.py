@@ -63,6 +63,8 @@ SECRET_ENV = frozenset({
     "API_USERNAME", "API_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT",
     "REDIS_DB", "LOGDY_ADDR", "BALANCER_WEBHOOK_SECRET", "BALANCER_WEBHOOK_URL",
     "COMFYFLEET_API_KEY", "COMFY_CMD",
+    # The object store's keys (--store-url s3://): write access to every output and input.
+    "COMFYFLEET_STORE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
 })  # fmt: skip
 
 
