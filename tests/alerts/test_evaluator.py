@@ -41,10 +41,12 @@ class Bench:
     def lease(self, holder: str, ttl_ms: int = 60_000) -> LeaderLease:
         return LeaderLease(self.redis, self.keys, LEADER_NAME, ttl_ms=ttl_ms, holder=holder)
 
-    async def beat(self, node_id: str, ago_ms: int = 0) -> None:
-        """A heartbeat of `node_id` as if sent `ago_ms` ago (6 s and more: lost)."""
+    async def beat(self, node_id: str, ago_ms: int = 0, restarts: int = 0) -> None:
+        """A heartbeat of `node_id` as if sent `ago_ms` ago (6 s and more: lost), saying
+        its ComfyUI restarted `restarts` times."""
         clock = FrozenClock(await AlertStore(self.redis, self.keys).now_ms() - ago_ms)
-        await NodeRegistry(self.redis, self.keys, clock).heartbeat(NodeInfo(node_id=node_id))
+        info = NodeInfo(node_id=node_id, comfy_restarts=restarts)
+        await NodeRegistry(self.redis, self.keys, clock).heartbeat(info)
 
     async def due_id(self) -> str:
         """The one notification waiting."""
@@ -161,4 +163,24 @@ async def test_a_forgotten_lost_node_alerts_until_back_or_a_day_passed(
     assert len(await ev.store.states()) == 1
     ev.clock = FrozenClock(await ev.store.now_ms() + FORGOTTEN_NODE_ALERT_MS)
     assert [n.kind for n in (await ev.evaluate(lease)).notices] == ["resolved"]
+    await ev.sender.close()
+
+
+async def test_comfyui_restarting_fires_on_the_growth_of_the_heartbeat_count(
+    bench: Bench, listener: Listener
+) -> None:
+    """The node's heartbeat counts its ComfyUI's restarts; more than 3 within the window
+    (the rounds' kept samples) fires ComfyRestarting for that node."""
+    hook = Receiver(name="hook", kind="webhook", url=listener.url + "/alerts")
+    ev = bench.evaluator(config(hook))
+    lease = await held(bench.lease("a"))
+    await bench.beat("n1", restarts=2)  # restarts before the window count for nothing
+    assert (await ev.evaluate(lease)).notices == []
+    await bench.beat("n1", restarts=5)
+    assert (await ev.evaluate(lease)).notices == []  # 3: not more than the threshold
+    await bench.beat("n1", restarts=6)
+    (notice,) = (await ev.evaluate(lease)).notices
+    assert notice.alert.labels == {"alertname": "ComfyRestarting", "severity": "warning",
+                                   "node_id": "n1"}  # fmt: skip
+    assert notice.alert.value == 4
     await ev.sender.close()
