@@ -32,11 +32,10 @@ from comfyfleet.balancer.webhook_targets import (
 )
 from comfyfleet.config import InputUrlConfig
 from comfyfleet.errors import ConfigError, ValidationFailed
-from comfyfleet.web.responses import PayloadTooLarge
+from comfyfleet.web.responses import PayloadTooLarge, read_bounded
 
 FLAG = "--input-url-allow"
 FIELD = "url"
-CHUNK_BYTES = 64 * 1024
 # A host name pattern: labels of letters, digits and '-', optionally led by '*.'.
 _HOST = re.compile(
     r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -154,7 +153,7 @@ class InputFetcher:
                     raise PayloadTooLarge(
                         f"{FIELD} holds {resp.content_length} bytes; the limit is {limit}"
                     )
-                return await _read_bounded(resp, limit)
+                return await read_bounded(resp.content, limit, FIELD)
         except TimeoutError:
             seconds = self.timeout.total
             raise InputUrlFailed(
@@ -166,14 +165,3 @@ class InputFetcher:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"{FIELD} holds more than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

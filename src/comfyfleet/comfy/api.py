@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -312,7 +313,9 @@ class ComfyAPI:
     ) -> Any:
         """Any route: the decoded JSON answer, or None for an empty body. For routes this
         class does not wrap; errors are mapped as for the typed methods."""
-        payload = None if json is None else orjson.dumps(json)
+        # A file object, not bytes: aiohttp warns that raw bytes over 1 MiB block the loop
+        # while it sends them, and a large workflow (a big graph) is a legitimate prompt.
+        payload = None if json is None else io.BytesIO(orjson.dumps(json))
         headers = {"Content-Type": "application/json"} if payload is not None else None
         body = data if data is not None else payload
         async with self._response(method, path, params=params, data=body, headers=headers) as r:

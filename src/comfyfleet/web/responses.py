@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 from pydantic import BaseModel
 
-from comfyfleet.errors import BadRequest, ComfyfleetError
+from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 
 JSON_BODY_LIMIT = 2 * 1024 * 1024  # bytes; graphs are small, outputs never come this way
 # Uploaded files (input images) get their own, larger bound (bytes). A role that accepts
 # uploads sets its app's client_max_size to this and reads other bodies with read_json, so
 # a JSON body still stops at JSON_BODY_LIMIT.
 UPLOAD_BODY_LIMIT = 32 * 1024 * 1024
+# How deep a JSON body may nest (objects and arrays). A ComfyUI graph is about 5 deep; the
+# cap keeps anything that recurses over a body (pydantic, rendering, orjson.dumps, which
+# stops at 254) far from its own limit, so a deep value is a 422, never a 500.
+MAX_JSON_DEPTH = 64
 # A file name we write or serve: no path separators, no leading dot, printable, bounded.
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
@@ -46,19 +51,59 @@ def json_response(
     )
 
 
+async def read_bounded(stream: StreamReader, limit: int, what: str = "body") -> bytes:
+    """Every byte of `stream` up to its end: PayloadTooLarge (413) past `limit` bytes.
+
+    The one way bodies are read: a single `read(n)` answers what has arrived so far, which
+    for a large body is only its first chunk."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await stream.readany():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"{what} exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request, *, limit: int = JSON_BODY_LIMIT) -> Any:
-    """The request body parsed as JSON: 413 beyond `limit` bytes, 400 naming the problem."""
+    """The request body parsed as JSON: 413 beyond `limit` bytes, 400 naming the problem,
+    422 naming the place where it nests deeper than MAX_JSON_DEPTH."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    body = await read_bounded(request.content, limit)
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    check_depth(data)
+    return data
+
+
+def _children(value: Any) -> Iterable[tuple[str | int, Any]]:
+    if isinstance(value, dict):
+        return value.items()
+    return enumerate(value) if isinstance(value, list) else ()
+
+
+def check_depth(data: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """ValidationFailed (422) naming the first place `data` nests more than `limit`
+    objects/arrays deep (`data` itself is level 1). Walks with a stack of its own: it must
+    not recurse over the very input it guards."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(data, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        for key, child in _children(value):
+            if not isinstance(child, dict | list):
+                continue
+            if depth + 1 > limit:
+                where = ".".join(str(p) for p in (*path, key)[:6])
+                raise ValidationFailed(
+                    f"the body nests more than {limit} levels deep (at {where}...)", field=where
+                )
+            stack.append((child, depth + 1, (*path, key)))
 
 
 def check_name(name: str, what: str = "name") -> str:
