@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 
 def solid(prefix: str = "sec", **meta: Any) -> dict[str, Any]:
     """EmptyImage -> SaveImage: runs on a stand-in with no models. `meta` goes into the
@@ -28,9 +30,14 @@ def load_and_save(image: str, klass: str = "LoadImage") -> dict[str, Any]:
     }
 
 
-def deep(levels: int) -> Any:
-    """A value nested `levels` lists deep."""
-    value: Any = 0
-    for _ in range(levels):
-        value = [value]
-    return value
+DEEP = "__DEEP__"
+
+
+def deep(levels: int) -> str:
+    """JSON text of a value nested `levels` lists deep (no encoder writes one that deep)."""
+    return "[" * levels + "0" + "]" * levels
+
+
+def with_deep(body: dict[str, Any], levels: int) -> bytes:
+    """`body` as JSON, with the string DEEP in it replaced by a value `levels` deep."""
+    return orjson.dumps(body).replace(f'"{DEEP}"'.encode(), deep(levels).encode())

@@ -37,6 +37,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.previews import PreviewStore
 from comfyfleet.store.scripts import text
+from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.openapi import Op, Param, Reply
 from comfyfleet.web.responses import dumps
 
@@ -94,9 +95,7 @@ def wait_seconds(request: web.Request) -> int:
     raw = request.query.get("wait")
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_WAIT_S:
-        raise BadRequest(f"query parameter 'wait' must be whole seconds from 0 to {MAX_WAIT_S}")
-    return int(raw)
+    return ascii_int(raw, "query parameter 'wait' (seconds)", 0, MAX_WAIT_S)
 
 
 async def _last_id(store: JobStore, job_id: str) -> str:

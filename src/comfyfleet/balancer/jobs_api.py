@@ -19,6 +19,7 @@ from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
+from comfyfleet.web.numbers import ascii_int, is_ascii_int
 from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
 
 __all__ = ["JSON_BODY_LIMIT", "routes"]
@@ -141,15 +142,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-    return value
+    return default if raw is None else ascii_int(raw, f"query parameter {name!r}", low, high)
 
 
 @routes.get("/api/v1/jobs")
@@ -161,9 +154,10 @@ async def list_jobs(request: web.Request) -> web.Response:
         allowed = ", ".join(s.value for s in JobStatus)
         raise BadRequest(f"unknown status {raw_status!r}; one of {allowed}") from None
     limit = _int_query(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    jobs, cursor = await request.app[JOBS].list_jobs(
-        status=status, cursor=request.query.get("cursor"), limit=limit
-    )
+    cursor = request.query.get("cursor")
+    if cursor is not None and not is_ascii_int(cursor):
+        raise BadRequest(f"invalid cursor {cursor[:24]!r}: pass the next_cursor of a page")
+    jobs, cursor = await request.app[JOBS].list_jobs(status=status, cursor=cursor, limit=limit)
     base = _base_url(request)
     views = [JobView.of(j, base_url=base, output_urls=await output_urls(request, j)) for j in jobs]
     page = JobPage(jobs=views, next_cursor=cursor)

@@ -14,7 +14,7 @@ from aiohttp import web
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, RESULTS
 from comfyfleet.balancer.schemas import JOB_ID_RE
 from comfyfleet.blobs import ByteRange
-from comfyfleet.errors import BadRequest, ComfyfleetError, NotFound
+from comfyfleet.errors import ComfyfleetError, NotFound
 from comfyfleet.models.job import Job, JobStatus, OutputRef
 from comfyfleet.web.problems import REQUEST_ID_HEADER, problem_response
 from comfyfleet.web.responses import content_disposition
@@ -129,10 +129,8 @@ async def _output_of(request: web.Request) -> tuple[Job, OutputRef]:
     job = await request.app[JOBS].get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
     if job is None:
         raise NotFound(f"no job {job_id!r}", job_id=job_id)
-    too_long = len(raw_index) > len(str(MAX_OUTPUT_INDEX))
-    if not raw_index.isdigit() or too_long or int(raw_index) > MAX_OUTPUT_INDEX:
-        raise BadRequest(f"output index must be a small non-negative integer, got {raw_index!r}")
-    output = next((o for o in job.outputs if o.index == int(raw_index)), None)
+    index = ascii_int(raw_index, "output index", 0, MAX_OUTPUT_INDEX)
+    output = next((o for o in job.outputs if o.index == index), None)
     if job.status is not JobStatus.SUCCEEDED or output is None:
-        raise NotFound(f"job {job.id} has no output {raw_index}", job_id=job.id)
+        raise NotFound(f"job {job.id} has no output {index}", job_id=job.id)
     return job, output

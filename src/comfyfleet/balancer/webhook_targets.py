@@ -48,6 +48,27 @@ def parse_networks(specs: Iterable[str], flag: str = "--webhook-allow") -> tuple
     return tuple(out)
 
 
+def _check_host_name(host: str, field: str) -> None:
+    """TargetRefused unless `host` is an address literal or a name DNS can carry: labels of
+    1 to 63 characters, 253 in all once IDNA-encoded (the resolver's idna codec raises
+    UnicodeError beyond that, which must be a 422, not a 500)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.rstrip(".").encode("idna")
+    except UnicodeError:
+        encoded = b""
+    labels = encoded.split(b".")
+    if not encoded or len(encoded) > 253 or not all(0 < len(label) <= 63 for label in labels):
+        raise TargetRefused(
+            f"{field} host is not a valid DNS name (labels of 1 to 63 characters, 253 in all)",
+            field=field,
+        )
+
+
 class TargetPolicy:
     """The SSRF rules above, with an allowlist of networks (given with `flag`)."""
 
@@ -75,6 +96,7 @@ class TargetPolicy:
             raise TargetRefused(f"{field} must be an http or https URL with a host", field=field)
         if parts.username is not None or parts.password is not None:
             raise TargetRefused(f"{field} must not carry credentials", field=field)
+        _check_host_name(parts.hostname, field)
         return parts
 
     async def check(self, url: str, field: str = "webhook_url") -> None:

@@ -15,6 +15,7 @@ from comfyfleet.node.openapi_ops import (
     NODE_CLASS_PATTERN,
     InterruptRequest,
 )
+from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.responses import check_name, json_response, read_json
 
 routes = web.RouteTableDef()
@@ -81,9 +82,8 @@ async def queue(request: web.Request) -> web.Response:
 @routes.get("/api/v1/comfy/history")
 async def history(request: web.Request) -> web.Response:
     raw = request.query.get("max_items", str(DEFAULT_HISTORY_ITEMS))
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_HISTORY_ITEMS:
-        raise BadRequest(f"max_items must be an integer from 1 to {MAX_HISTORY_ITEMS}")
-    return json_response(await request.app[COMFY].history_all(max_items=int(raw)))
+    max_items = ascii_int(raw, "max_items", 1, MAX_HISTORY_ITEMS)
+    return json_response(await request.app[COMFY].history_all(max_items=max_items))
 
 
 @routes.get("/api/v1/comfy/models")
