@@ -213,8 +213,31 @@ class BlobConfig(_Frozen):
         return f"{path}/" if path else ""
 
 
+def check_public_url(value: str) -> str:
+    """`--public-url`: an http(s) URL with a host and maybe a path prefix (behind a proxy),
+    no credentials, query or fragment; returned without a trailing slash."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host, like https://fleet.example.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not carry credentials, a query or a fragment")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+def parse_public_url(value: str | None) -> str | None:
+    """The CLI's `--public-url` checked (see check_public_url); ConfigError naming it."""
+    try:
+        return check_public_url(value) if value else None
+    except ValueError as exc:
+        raise ConfigError(f"--public-url {exc}") from None
+
+
 class BalancerConfig(_Frozen):
     server: ServerConfig = ServerConfig(port=7999)
+    # The base of every URL the balancer hands out (outputs, previews, webhook payloads),
+    # e.g. https://fleet.example.com behind a proxy. None: the address the balancer listens
+    # on. Never taken from a request's Host header, which the client chooses.
+    public_url: str | None = None
     redis: RedisConfig = RedisConfig()
     log: LogConfig = LogConfig()
     # Extra workflow folder published beside the built-in ones (None: built-ins only).
@@ -226,6 +249,11 @@ class BalancerConfig(_Frozen):
     input_urls: InputUrlConfig = InputUrlConfig()
     alerts: AlertsConfig = AlertsConfig()
     blobs: BlobConfig = BlobConfig()
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        return check_public_url(value) if value else None
 
 
 class NodeConfig(_Frozen):

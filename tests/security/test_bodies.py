@@ -33,7 +33,8 @@ async def test_a_1_9_mib_job_is_accepted_and_runs(redis_config: RedisConfig) -> 
         done = await f.finished(job["id"])
         assert done["status"] == "succeeded", done["error"]
         status, _, png = await f.call("GET", f"/api/v1/jobs/{job['id']}/outputs/0")
-        assert status == 200 and png.startswith(b"\x89PNG")
+        assert status == 200
+        assert png.startswith(b"\x89PNG")
 
 
 async def test_a_body_over_the_limit_is_still_413(redis_config: RedisConfig) -> None:
@@ -42,4 +43,5 @@ async def test_a_body_over_the_limit_is_still_413(redis_config: RedisConfig) -> 
     async with fleet(redis_config) as f:
         status, problem = await f.json("POST", "/api/v1/jobs", data=io.BytesIO(body),
                                        headers={"Content-Type": "application/json"})  # fmt: skip
-        assert status == 413 and problem["code"] == "payload-too-large"
+        assert status == 413
+        assert problem["code"] == "payload-too-large"

@@ -80,7 +80,8 @@ async def test_a_value_just_inside_the_depth_cap_is_judged_on_its_merits(
     async with fleet(redis_config) as f:
         body = with_deep({"workflow": "solid", "params": {"color": DEEP}}, 50)
         status, problem = await f.json("POST", "/api/v1/jobs", data=body, headers=JSON)
-        assert status == 422 and problem["code"] == "param-invalid", problem
+        assert status == 422, problem
+        assert problem["code"] == "param-invalid"
 
 
 LONG_LABEL = "a" * 64

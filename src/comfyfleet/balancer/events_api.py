@@ -30,6 +30,7 @@ from aiohttp import web
 
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, REDIS
 from comfyfleet.balancer.schemas import JOB_ID_PATTERN, JOB_ID_RE
+from comfyfleet.balancer.urls import public_base
 from comfyfleet.errors import BadRequest, ComfyfleetError, NotFound
 from comfyfleet.models.job import Job, JobStatus
 from comfyfleet.store.connect import connect
@@ -159,7 +160,7 @@ class _Stream:
         self.status = job.status.value
         self.response = response
         self.inline = request.query.get("previews") == "inline"
-        self.preview_url = f"{request.url.origin()}/api/v1/jobs/{job.id}/preview"
+        self.preview_url = f"{public_base(request)}/api/v1/jobs/{job.id}/preview"
         self.position: int | None = None
         self.last_write = asyncio.get_running_loop().time()
 

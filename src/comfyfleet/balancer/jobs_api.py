@@ -13,6 +13,7 @@ from comfyfleet.balancer.events_api import wait_for_end, wait_seconds
 from comfyfleet.balancer.inputs_api import hold_inputs
 from comfyfleet.balancer.outputs_api import output_urls
 from comfyfleet.balancer.schemas import JOB_ID_RE, JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.balancer.urls import public_base
 from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.models.graph import check_graph
@@ -31,10 +32,6 @@ MAX_IDEMPOTENCY_KEY = 128
 routes = web.RouteTableDef()
 
 
-def _base_url(request: web.Request) -> str:
-    return str(request.url.origin())
-
-
 async def _progress(store: JobStore, job: Job) -> ProgressView | None:
     if job.status is not JobStatus.RUNNING:
         return None
@@ -51,7 +48,7 @@ async def job_view(request: web.Request, job: Job) -> JobView:
     position = await store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
     return JobView.of(
         job,
-        base_url=_base_url(request),
+        base_url=public_base(request),
         queue_position=position,
         progress=await _progress(store, job),
         output_urls=await output_urls(request, job),
@@ -103,7 +100,7 @@ async def submit_job(request: web.Request) -> web.Response:
     bound = queue_limit(request.app[CONFIG].queue_limits, spec.pool)
     job, created = await request.app[JOBS].enqueue(spec, idempotency_key=key, queue_limit=bound)
     if created and body.webhook_url:
-        await request.app[WEBHOOKS].watch(job, body.webhook_events, _base_url(request))
+        await request.app[WEBHOOKS].watch(job, body.webhook_events, public_base(request))
     if wait_s and not job.is_terminal:
         job = await wait_for_end(request.app, job.id, wait_s) or job
     view = await job_view(request, job)
@@ -158,7 +155,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if cursor is not None and not is_ascii_int(cursor):
         raise BadRequest(f"invalid cursor {cursor[:24]!r}: pass the next_cursor of a page")
     jobs, cursor = await request.app[JOBS].list_jobs(status=status, cursor=cursor, limit=limit)
-    base = _base_url(request)
+    base = public_base(request)
     views = [JobView.of(j, base_url=base, output_urls=await output_urls(request, j)) for j in jobs]
     page = JobPage(jobs=views, next_cursor=cursor)
     return json_response(page)

@@ -16,6 +16,7 @@ from comfyfleet.balancer.schemas import JOB_ID_RE
 from comfyfleet.blobs import ByteRange
 from comfyfleet.errors import ComfyfleetError, NotFound
 from comfyfleet.models.job import Job, JobStatus, OutputRef
+from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.problems import REQUEST_ID_HEADER, problem_response
 from comfyfleet.web.responses import content_disposition
 

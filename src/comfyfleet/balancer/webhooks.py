@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from comfyfleet import __version__
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, REDIS
 from comfyfleet.balancer.schemas import JobView
+from comfyfleet.balancer.urls import listen_url
 from comfyfleet.balancer.webhook_signing import headers, secret_key
 from comfyfleet.balancer.webhook_targets import (
     GuardedResolver,
@@ -322,7 +323,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     task: asyncio.Task[None] | None = None
     dispatcher: Dispatcher | None = None
     if cfg.webhooks.secret is not None:
-        base = f"http://{cfg.server.host}:{cfg.server.port}"
+        base = listen_url(cfg)
         dispatcher = Dispatcher(store, app[JOBS], cfg.webhooks, base_url=base)
         # One dispatcher per fleet: every balancer process contends for its lease.
         lease = LeaderLease(app[REDIS], Keys(cfg.redis.namespace), "webhooks",

@@ -7,7 +7,12 @@ import typer
 
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
-from comfyfleet.config import DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_POOL_TIMEOUT_S, BalancerConfig
+from comfyfleet.config import (
+    DEFAULT_REDIS_POOL_SIZE,
+    DEFAULT_REDIS_POOL_TIMEOUT_S,
+    BalancerConfig,
+    parse_public_url,
+)
 
 
 @app.command()
@@ -28,6 +33,16 @@ def balancer(
     password: opt.Password = None,
     insecure: opt.Insecure = False,
     metrics: opt.Metrics = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            envvar="BALANCER_PUBLIC_URL",
+            help="Base of every URL the balancer hands out (outputs, previews, webhooks), "
+            "e.g. https://fleet.example.com; default: the address it listens on. Never "
+            "taken from the Host header.",
+        ),
+    ] = None,
     workflows_dir: Annotated[
         str | None,
         typer.Option(
@@ -226,6 +241,7 @@ def balancer(
             redis_pool_timeout,
         ),
         log=opt.log_config(log_level, logdy),
+        public_url=opt.build(parse_public_url, public_url, "balancer"),
         workflows_dir=workflows_dir,
         queue_limits=opt.build(parse_queue_limits, queue_limit or [], "balancer"),
         webhooks=webhooks,
