@@ -4,7 +4,9 @@ server-side request forgery into the fleet's own network.
 A URL must be http(s), name a host, carry no credentials, and every address its host
 resolves to must be public: private, loopback, link-local, multicast, reserved, shared
 (CGNAT), unspecified and documentation ranges are refused -- including IPv4 inside IPv6
-(`::ffff:10.0.0.1`) -- unless an allowlisted network (`--webhook-allow CIDR`) holds it.
+(mapped `::ffff:10.0.0.1`; 6to4, Teredo and NAT64 addresses whose IPv4 part is refused;
+IPv4-compatible `::a.b.c.d`, deprecated, always) -- unless an allowlisted network
+(`--webhook-allow CIDR`) holds it.
 
 Checked twice: at submit (a clear 422 naming the field) and at delivery, where the sender
 connects only to addresses this module passed (`GuardedResolver`), so a DNS answer that
@@ -30,6 +32,26 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_LENGTH = 2048
 # A submit waits at most this long for DNS (s).
 RESOLVE_TIMEOUT_S = 5.0
+
+
+# Where an IPv6 address carries an IPv4 one: the IPv4 address must pass too.
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses inside an IPv4-compatible, 6to4, Teredo (server and client) or
+    NAT64 address."""
+    found: list[ipaddress.IPv4Address] = []
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are IPv6's own
+        found.append(ipaddress.IPv4Address(int(address)))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in net for net in NAT64):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 class TargetRefused(ValidationFailed):
@@ -77,10 +99,16 @@ class TargetPolicy:
         self.allow = parse_networks(allow, flag)
 
     def address_allowed(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return self.address_allowed(address.ipv4_mapped)
+            # An IPv4 address carried inside must pass on its own, allowlist or not.
+            if not all(self.address_allowed(inner) for inner in embedded_ipv4(address)):
+                return False
         if any(address in net for net in self.allow):
             return True
+        if address in IPV4_COMPATIBLE:
+            return False  # deprecated ::a.b.c.d, and :: and ::1
         return address.is_global and not address.is_multicast
 
     def parse(self, url: str, field: str = "webhook_url") -> SplitResult:

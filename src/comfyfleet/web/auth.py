@@ -166,9 +166,6 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
         return Principal("apikey", info.id, frozenset(info.scopes))
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # CORS preflights carry no credentials by design; the router answers them.
-        if request.method == "OPTIONS":
-            return await handler(request)
         open_route = is_open(request)
         principal = await self.identify(request)
         if principal is None and not open_route:
