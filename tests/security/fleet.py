@@ -19,6 +19,7 @@ from comfyfleet.config import BalancerConfig, NodeConfig, RedisConfig, ServerCon
 from comfyfleet.node.app import create_app as node_app
 from comfyfleet.sim import create_app as sim_app
 from comfyfleet.web.auth import basic_auth_header
+from comfyfleet.web.server import make_runner
 from tests.support.waiting import until
 
 USER = "sec"
@@ -31,7 +32,7 @@ def server(**kw: Any) -> ServerConfig:
 
 
 async def serve(app: web.Application, **runner_kw: Any) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, **runner_kw)
+    runner = make_runner(app, shutdown_timeout_s=2.0, **runner_kw)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]

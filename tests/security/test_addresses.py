@@ -43,8 +43,8 @@ async def test_input_urls_with_an_embedded_private_ipv4_are_422(
     redis_config: RedisConfig,
 ) -> None:
     # Allowlisted as a public network: the address check still applies to what it holds.
-    async with fleet(redis_config, input_urls=InputUrlConfig(allow=("2000::/3", "::/96",
-                                                                    "64:ff9b::/32"))) as f:  # fmt: skip
+    allow = InputUrlConfig(allow=("2000::/3", "::/96", "64:ff9b::/32"))
+    async with fleet(redis_config, input_urls=allow) as f:
         for address in EMBEDDED[2:]:
             url = f"http://[{address}]/cat.png"
             status, problem = await f.json("POST", "/api/v1/inputs", json={"url": url})

@@ -21,10 +21,10 @@ from comfyfleet.config import LogConfig
 from comfyfleet.errors import ComfyfleetError
 from comfyfleet.logs.setup import configure_logging
 from comfyfleet.web.metrics import LOGDY_SINK
+from comfyfleet.web.server import SHUTDOWN_TIMEOUT_S as SHUTDOWN_TIMEOUT_S  # workers read it here
+from comfyfleet.web.server import make_runner
 
 log = structlog.get_logger(__name__)
-
-SHUTDOWN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Listen:
 
 
 async def _serve(app: web.Application, listen: Listen, banner: str) -> None:
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = make_runner(app, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     host, port = listen.host, listen.port
     try:
