@@ -36,6 +36,7 @@ from comfyfleet.store.inputs import InputStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Leadership, Lease, Work
+from comfyfleet.store.logins import LoginThrottle
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import ResultStore
 from comfyfleet.tasks import stop
@@ -43,7 +44,7 @@ from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
 from comfyfleet.templates.publishing import WorkflowPublisher
 from comfyfleet.templates.registry import WorkflowRegistry
-from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.auth import API_KEYS, LOGIN_THROTTLE, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
@@ -69,6 +70,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[API_KEYS] = ApiKeyStore(redis, keys)
     blobs = await open_blob_store(cfg.blobs, redis, keys)
     app[RESULTS] = ResultStore(blobs, cfg.blobs)
+    app[LOGIN_THROTTLE] = LoginThrottle(redis, keys)
     yield
     await blobs.close()
     await app[JOBS].close()  # its wake-up listener, if anything subscribed

@@ -47,10 +47,11 @@ from comfyfleet.store.connect import connect
 from comfyfleet.store.joblogs import JobLogStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.logins import LoginThrottle
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import ResultStore
 from comfyfleet.tasks import Pacer, stop
-from comfyfleet.web.auth import API_KEYS, auth_middlewares
+from comfyfleet.web.auth import API_KEYS, LOGIN_THROTTLE, auth_middlewares
 from comfyfleet.web.metrics import add_metrics_route
 from comfyfleet.web.openapi import add_docs_routes
 from comfyfleet.web.problems import problem_middleware
@@ -144,6 +145,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     parts = await _build(cfg, node_id)
     app[COMFY], app[STATE], app[WORKER] = parts.comfy, parts.status, parts.worker
     app[API_KEYS] = ApiKeyStore(parts.redis, parts.store.keys)  # shared with the balancer
+    app[LOGIN_THROTTLE] = LoginThrottle(parts.redis, parts.store.keys)  # counted fleet-wide
     if parts.supervisor is None:  # a ComfyUI of its own is not started yet
         await check_health(parts.comfy, parts.status, parts.worker)
     loops = _start_loops(cfg, parts)

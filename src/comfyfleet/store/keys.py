@@ -45,6 +45,8 @@ key                        type   TTL             written by
                                                   created_ms, last_used_ms, scopes; revoke
                                                   deletes it
 {ns}:apikeys               ZSET   -               store/apikeys.py (score created ms): listing
+{ns}:authfail:<source>     HASH   15 min after    store/logins.py: failed logins of one address
+                                  the last        (count, until_ms); a correct login deletes it
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
 {ns}:preview:<job>         HASH   preview TTL     node/previews.py: the job's latest preview
@@ -199,6 +201,9 @@ class Keys:
     @property
     def apikeys(self) -> str:
         return f"{self.prefix}:apikeys"
+
+    def login_failures(self, source: str) -> str:
+        return f"{self.prefix}:authfail:{source}"
 
     def input(self, input_id: str) -> str:
         return f"{self.prefix}:input:{input_id}"

@@ -11,14 +11,18 @@ own requests. Basic auth is the admin; an API key may do everything except manag
 (a leaked key must not be able to mint more).
 
 Secrets are never logged or echoed: a refusal says only that credentials were missing or
-wrong.
+wrong. Wrong credentials are counted per source address in Redis (`store/logins.py`): past a
+few, that source waits, doubling, before its next credentials are looked at (429 with
+Retry-After); other sources are never slowed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -28,8 +32,9 @@ from aiohttp.typedefs import Middleware
 from aiohttp_basicauth import BasicAuthMiddleware
 
 from comfyfleet.config import ServerConfig
-from comfyfleet.errors import ComfyfleetError, ConfigError
+from comfyfleet.errors import ComfyfleetError, ConfigError, StoreError
 from comfyfleet.store.apikeys import ApiKeyStore
+from comfyfleet.store.logins import LoginThrottle, source_of
 
 # Routes (canonical paths) anyone may call; see the module docstring for why.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -38,6 +43,8 @@ CHALLENGE = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
 BEARER_CHALLENGE = f'Bearer realm="{REALM}", error="invalid_token"'
 # Set by each role once its Redis client exists; without it bearer keys are refused.
 API_KEYS = web.AppKey("api_keys", ApiKeyStore)
+# Set by each role beside API_KEYS; without it failed logins are not slowed.
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -167,7 +174,7 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         open_route = is_open(request)
-        principal = await self.identify(request)
+        principal = await self._identify_throttled(request)
         if principal is None and not open_route:
             # A wrong bearer key gets a Bearer challenge only (RFC 6750): a Basic one would
             # make a browser (e.g. Swagger UI's "Try it out") pop up its login dialog.
@@ -178,6 +185,33 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
             )
         request[PRINCIPAL] = principal or ANONYMOUS
         return await handler(request)
+
+    async def _identify_throttled(self, request: web.Request) -> Principal | None:
+        """`identify`, behind the per-source backoff on failed logins (store/logins.py):
+        a source still waiting gets 429 with Retry-After before its credentials are looked
+        at. Requests without credentials are neither counted nor slowed."""
+        throttle = request.app.get(LOGIN_THROTTLE)
+        if throttle is None or "Authorization" not in request.headers:
+            return await self.identify(request)
+        source = source_of(request.remote)
+        try:
+            wait_ms, failures = await throttle.wait_ms(source)
+        except StoreError:
+            # Redis down: let credentials be checked rather than lock every caller out.
+            return await self.identify(request)
+        if wait_ms > 0:
+            wait_s = math.ceil(wait_ms / 1000)
+            raise web.HTTPTooManyRequests(
+                headers={"Retry-After": str(wait_s)},
+                text=f"too many failed logins from {source}; retry in {wait_s} s",
+            )
+        principal = await self.identify(request)
+        with contextlib.suppress(StoreError):
+            if principal is None:
+                await throttle.failed(source)
+            elif failures:
+                await throttle.succeeded(source)
+        return principal
 
 
 def auth_middlewares(server: ServerConfig) -> list[Middleware]:
