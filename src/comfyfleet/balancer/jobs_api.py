@@ -16,6 +16,7 @@ from comfyfleet.balancer.schemas import JOB_ID_RE, JobPage, JobRequest, JobView,
 from comfyfleet.balancer.urls import public_base
 from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.errors import BadRequest, NotFound
+from comfyfleet.models.file_inputs import check_file_names
 from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
@@ -65,7 +66,9 @@ async def _spec_of(request: web.Request, body: JobRequest) -> JobSpec:
         "webhook_url": body.webhook_url,
     }
     if body.graph is not None:
-        return JobSpec(graph=check_graph(body.graph), **common)
+        graph = check_graph(body.graph)
+        check_file_names(graph)  # published workflows' params are typed and checked already
+        return JobSpec(graph=graph, **common)
     assert body.workflow is not None  # JobRequest guarantees one of the two
     template = await request.app[WORKFLOWS].get(body.workflow, body.version)
     params = resolve_params(template, validate_params(template, body.params), random.Random())

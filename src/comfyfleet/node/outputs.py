@@ -7,6 +7,8 @@ from __future__ import annotations
 import mimetypes
 
 from comfyfleet.comfy import ComfyClient, ImageRef, NodeOutput
+from comfyfleet.comfy.errors import ComfyBadRequest
+from comfyfleet.models.file_inputs import file_name_problem
 from comfyfleet.models.job import Job, OutputRef
 from comfyfleet.store.results import ResultStore
 
@@ -28,6 +30,16 @@ def content_type(filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
+def _check_servable(image: ImageRef) -> None:
+    """ComfyBadRequest (permanent) for an output whose name no /view can serve: one with
+    control characters (a CR/LF in a SaveImage prefix) makes ComfyUI's /view fail with a
+    500, which would otherwise read as a retryable fault of the node."""
+    for part in (image.filename, image.subfolder):
+        problem = file_name_problem(part, file_input=True)
+        if problem is not None:
+            raise ComfyBadRequest(f"output {image.filename!r} {problem}", http_status=400)
+
+
 async def collect_outputs(
     comfy: ComfyClient, results: ResultStore, job: Job, outputs: dict[str, NodeOutput]
 ) -> list[OutputRef]:
@@ -35,6 +47,7 @@ async def collect_outputs(
     OutputTooLarge beyond). Returns what the job records of each: key, size, type, sha256."""
     refs: list[OutputRef] = []
     for index, (node_id, image) in enumerate(ordered_images(outputs)):
+        _check_servable(image)
         kind = content_type(image.filename)
         stored = await results.put(
             job, index, image.filename, comfy.iter_view(image), content_type=kind

@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -115,6 +116,10 @@ class Storage:
         """The file /view serves, or the HTTP status it answers instead (400/403/404)."""
         if not filename or filename[0] == "/" or ".." in filename:
             return 400
+        # A name with CR/LF would be echoed into Content-Disposition, which aiohttp refuses
+        # with an exception (a 500 in ComfyUI); no stored file has such a name anyway.
+        if _CONTROL.search(filename + (subfolder or "")):
+            return 400
         base = self.dirs.get(kind)
         if base is None:
             return 400
@@ -132,6 +137,9 @@ class Storage:
         entries = [e for e in os.scandir(self.dirs[kind]) if e.is_file()]
         entries.sort(key=lambda e: -e.stat().st_mtime)
         return [e.name for e in entries]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def temp_prefix() -> str:
