@@ -3,7 +3,6 @@ bound. A balancer in this process, no nodes: jobs are moved by the test through 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -74,7 +73,7 @@ async def test_heartbeat_comments_keep_a_quiet_stream_open(
 
 
 async def test_live_connections_are_bounded(bal: Balancer, store: JobStore) -> None:
-    bal.app[events_api.LIVE].slots = asyncio.Semaphore(1)
+    bal.app[events_api.LIVE].limit = 1
     job, _ = await store.enqueue(JobSpec(graph=GRAPH, pool="p"))
     async with _stream(bal, job.id) as held:
         assert held.status == 200

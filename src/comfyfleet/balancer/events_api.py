@@ -13,8 +13,11 @@ the latest.
 
 Reads are blocking XREADs (store.events(block_ms=...)), never polling. Each waiting request
 holds one Redis connection of a client of its own (so waits never starve API calls), and
-their number is bounded per process (`MAX_LIVE`): beyond it SSE answers 503 and waits
-answer at once. A stream lasts at most `MAX_STREAM_S`; clients reconnect with Last-Event-ID.
+their number is bounded per process (`MAX_LIVE`) and per caller (`MAX_LIVE_PER_CALLER`, so
+one caller cannot take them all): beyond either SSE answers 503 and waits answer at once.
+A stream ends after the job's end event, or as soon as the job has ended and its cursor is
+past the last event (a resume point beyond the end must not hold a slot forever); it lasts
+at most `MAX_STREAM_S`; clients reconnect with Last-Event-ID.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +42,7 @@ from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.previews import PreviewStore
 from comfyfleet.store.scripts import text
+from comfyfleet.web.auth import caller_of
 from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.openapi import Op, Param, Reply
 from comfyfleet.web.responses import dumps
@@ -47,6 +52,7 @@ log = structlog.get_logger(__name__)
 # Longest ?wait= (s); most concurrent waits and streams per process.
 MAX_WAIT_S = 60
 MAX_LIVE = 256
+MAX_LIVE_PER_CALLER = 32
 HEARTBEAT_S = 15.0
 # How often a queued job's position is looked at (ms) while its log is quiet.
 POSITION_EVERY_MS = 1000
@@ -67,12 +73,33 @@ class TooManyStreams(ComfyfleetError):
 
 
 class Live:
-    """The resources of waiting requests: their own store client and a bound on them."""
+    """The resources of waiting requests: their own store client, and slots bounding them
+    per process (`limit`) and per caller (`per_caller`), so one caller cannot take all."""
 
-    def __init__(self, store: JobStore, previews: PreviewStore, limit: int = MAX_LIVE) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        previews: PreviewStore,
+        limit: int = MAX_LIVE,
+        per_caller: int = MAX_LIVE_PER_CALLER,
+    ) -> None:
         self.store = store
         self.previews = previews
-        self.slots = asyncio.Semaphore(limit)
+        self.limit = limit
+        self.per_caller = per_caller
+        self.held: Counter[str] = Counter()
+
+    def take(self, caller: str) -> bool:
+        """Take a slot for `caller`; False when all are taken, or the caller's share is."""
+        if self.held.total() >= self.limit or self.held[caller] >= self.per_caller:
+            return False
+        self.held[caller] += 1
+        return True
+
+    def give_back(self, caller: str) -> None:
+        self.held[caller] -= 1
+        if self.held[caller] <= 0:
+            del self.held[caller]
 
 
 LIVE = web.AppKey("live", Live)
@@ -104,13 +131,13 @@ async def _last_id(store: JobStore, job_id: str) -> str:
     return text(newest[0][0]) if newest else "0"
 
 
-async def wait_for_end(app: web.Application, job_id: str, wait_s: float) -> Job | None:
+async def wait_for_end(app: web.Application, job_id: str, wait_s: float, caller: str) -> Job | None:
     """The job once it ends, or as it is after `wait_s` seconds (None: unknown job). Blocks
-    on the job's log, and answers at once when every live slot is taken."""
+    on the job's log; answers at once when no live slot is free for `caller`."""
     live = app[LIVE]
-    if live.slots.locked():
+    if not live.take(caller):
         return await app[JOBS].get(job_id)
-    async with live.slots:
+    try:
         # The cursor is taken before the job is read, so an end between the two is seen.
         cursor = await _last_id(live.store, job_id)
         job = await app[JOBS].get(job_id)
@@ -124,6 +151,8 @@ async def wait_for_end(app: web.Application, job_id: str, wait_s: float) -> Job 
             if any(is_end(event) for _, event in events):
                 break
             cursor = events[-1][0] if events else cursor
+    finally:
+        live.give_back(caller)
     return await app[JOBS].get(job_id)
 
 
@@ -199,25 +228,48 @@ class _Stream:
             self.position = position
             await self.write(sse("position", {"type": "position", "queue_position": position}))
 
-    async def run(self, after: str) -> None:
+    async def has_ended(self) -> bool:
+        """The job is over (or expired with its log): its log will grow no more. Reads only
+        the status field, not the job (whose graph may be megabytes)."""
+        store = self.live.store
+        status = await store.redis.hget(store.keys.job(self.job_id), "status")
+        return status is None or text(status) in _TERMINAL
+
+    async def run(self, after: str, ended: bool) -> None:
+        """Stream from `after` until the job's end event is sent, or until the job has ended
+        and the cursor is past its last event (a resume point past the end, even one that is
+        not an event yet, must not hold a connection forever)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self.write(f"retry: {RECONNECT_MS}\n\n".encode())
         cursor = after
         while loop.time() - started < MAX_STREAM_S:
             queued = self.status == JobStatus.QUEUED.value
-            block_ms = POSITION_EVERY_MS if queued else int(HEARTBEAT_S * 1000)
+            # Once the job has ended, read what is left without blocking, then stop.
+            quiet_ms = POSITION_EVERY_MS if queued else int(HEARTBEAT_S * 1000)
+            block_ms = None if ended else quiet_ms
             events = await self.live.store.events(self.job_id, after=cursor, count=READ_COUNT,
                                                   block_ms=block_ms)  # fmt: skip
             if events:
                 cursor = events[-1][0]
                 if await self.send_events(events):
                     return
+                continue
+            if ended:
+                return
+            ended = await self.has_ended()
             await self.send_position()
             if loop.time() - self.last_write >= HEARTBEAT_S:
-                if await self.request.app[JOBS].get(self.job_id) is None:
-                    return  # expired with its log: nothing more will come
                 await self.write(b": keepalive\n\n")
+
+
+def _stream_response() -> web.StreamResponse:
+    return web.StreamResponse(headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        # nginx buffers responses unless told not to; a buffered stream is not live.
+        "X-Accel-Buffering": "no",
+    })  # fmt: skip
 
 
 @routes.get("/api/v1/jobs/{job_id}/events")
@@ -228,26 +280,25 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     job = await request.app[JOBS].get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}", job_id=job_id)
-    live = request.app[LIVE]
-    if live.slots.locked():
-        raise TooManyStreams(f"this balancer serves {MAX_LIVE} live connections; retry soon")
-    async with live.slots:
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            # nginx buffers responses unless told not to; a buffered stream is not live.
-            "X-Accel-Buffering": "no",
-        })  # fmt: skip
+    live, caller = request.app[LIVE], caller_of(request)
+    if not live.take(caller):
+        raise TooManyStreams(
+            f"this balancer serves {live.limit} live connections, at most "
+            f"{live.per_caller} per caller; close one or retry soon"
+        )
+    response = _stream_response()
+    try:
         await response.prepare(request)
-        try:
-            await _Stream(request, job, response).run(after)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away
-        except ComfyfleetError as exc:
-            # Headers are sent: no problem document now. End the stream; the client
-            # resumes from its Last-Event-ID and misses nothing.
-            log.warning("event_stream_failed", job_id=job_id, error=exc.detail)
+        await _Stream(request, job, response).run(after, ended=job.is_terminal)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client went away
+    except ComfyfleetError as exc:
+        # Headers are sent: no problem document now. End the stream; the client
+        # resumes from its Last-Event-ID and misses nothing.
+        log.warning("event_stream_failed", job_id=job_id, error=exc.detail)
+    finally:
+        live.give_back(caller)
     return response
 
 

@@ -21,6 +21,7 @@ from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
+from comfyfleet.web.auth import caller_of
 from comfyfleet.web.numbers import ascii_int, is_ascii_int
 from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
 
@@ -105,7 +106,7 @@ async def submit_job(request: web.Request) -> web.Response:
     if created and body.webhook_url:
         await request.app[WEBHOOKS].watch(job, body.webhook_events, public_base(request))
     if wait_s and not job.is_terminal:
-        job = await wait_for_end(request.app, job.id, wait_s) or job
+        job = await wait_for_end(request.app, job.id, wait_s, caller_of(request)) or job
     view = await job_view(request, job)
     headers = {"Location": f"/api/v1/jobs/{job.id}"}
     if not created:
@@ -129,7 +130,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await _job_or_404(request)
     if wait_s and not job.is_terminal:
         # Long-poll: answer when the job ends, or as it is after `wait_s` seconds.
-        job = await wait_for_end(request.app, job.id, wait_s) or job
+        job = await wait_for_end(request.app, job.id, wait_s, caller_of(request)) or job
     return json_response(await job_view(request, job))
 
 

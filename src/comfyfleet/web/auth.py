@@ -87,6 +87,15 @@ def principal_of(request: web.Request) -> Principal:
     return principal
 
 
+def caller_of(request: web.Request) -> str:
+    """Who to share a per-caller bound by: the API key, or the admin / anonymous caller
+    per source address (one password may serve many machines; each is a caller)."""
+    principal = principal_of(request)
+    if principal.kind == "apikey":
+        return principal.label
+    return f"{principal.label}@{source_of(request.remote)}"
+
+
 def require_admin(request: web.Request) -> None:
     """Refuse (403) callers that are not the admin, e.g. to manage API keys."""
     if principal_of(request).kind != "admin":
