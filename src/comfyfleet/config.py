@@ -213,6 +213,14 @@ class BlobConfig(_Frozen):
         return f"{path}/" if path else ""
 
 
+class InputStoreConfig(_Frozen):
+    """Bounds on uploaded inputs held in Redis (store/inputs.py), in bytes: per caller (an
+    API key, or the admin per source address) and for all callers together."""
+
+    caller_quota_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    total_bytes: int = Field(default=2048 * 1024 * 1024, ge=1)
+
+
 def check_public_url(value: str) -> str:
     """`--public-url`: an http(s) URL with a host and maybe a path prefix (behind a proxy),
     no credentials, query or fragment; returned without a trailing slash."""
@@ -249,6 +257,7 @@ class BalancerConfig(_Frozen):
     input_urls: InputUrlConfig = InputUrlConfig()
     alerts: AlertsConfig = AlertsConfig()
     blobs: BlobConfig = BlobConfig()
+    inputs: InputStoreConfig = InputStoreConfig()
 
     @field_validator("public_url")
     @classmethod

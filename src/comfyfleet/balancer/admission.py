@@ -7,6 +7,9 @@
   an idempotent replay of an accepted job is still answered. Retries and requeues are
   never refused: those jobs were accepted already. Redis memory is then bounded by the
   bounds times the largest job body (`JSON_BODY_LIMIT`).
+- Uploads: each caller's inputs held in Redis, and all of them together, are bounded
+  (`--input-quota-mib`, `--input-store-mib`); beyond either an upload gets 429 with
+  Retry-After (`input-quota-exceeded`, `input-store-full`).
 - Store outage: a Redis error that escapes a handler (any reader, not only the job store)
   becomes a `503 store-unavailable` problem with `Retry-After`, never a 500.
 """
@@ -20,11 +23,13 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import ComfyfleetError, ConfigError, StoreError
+from comfyfleet.store.inputs import InputsFull
 from comfyfleet.store.jobs import QueueFull
 from comfyfleet.web.problems import problem_response
 
 # What a refused client is told to wait before trying again (s).
 QUEUE_FULL_RETRY_AFTER_S = 5
+INPUTS_FULL_RETRY_AFTER_S = 60
 STORE_DOWN_RETRY_AFTER_S = 2
 # The key of `queue_limits` that applies to every pool not named.
 ANY_POOL = "*"
@@ -71,6 +76,8 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     except QueueFull as exc:
         return _refusal(exc, QUEUE_FULL_RETRY_AFTER_S)
+    except InputsFull as exc:
+        return _refusal(exc, INPUTS_FULL_RETRY_AFTER_S)
     except StoreError as exc:
         return _refusal(exc, STORE_DOWN_RETRY_AFTER_S)
     except RedisError as exc:

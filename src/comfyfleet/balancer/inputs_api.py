@@ -26,6 +26,7 @@ from comfyfleet.balancer.input_urls import InputFetcher
 from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
 from comfyfleet.store.keys import Keys
+from comfyfleet.web.auth import caller_of
 from comfyfleet.web.openapi import Body, Op, Reply
 from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_response, read_json
 
@@ -59,8 +60,10 @@ class InputFromUrl(BaseModel):
 
 
 async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
-    keys = Keys(app[CONFIG].redis.namespace)
-    app[INPUTS] = InputStore(app[REDIS], keys, blobs=app[RESULTS].blobs)
+    keys, bounds = Keys(app[CONFIG].redis.namespace), app[CONFIG].inputs
+    app[INPUTS] = InputStore(app[REDIS], keys, blobs=app[RESULTS].blobs,
+                             caller_quota_bytes=bounds.caller_quota_bytes,
+                             total_bytes=bounds.total_bytes)  # fmt: skip
     app[FETCHER] = fetcher = InputFetcher(app[CONFIG].input_urls)
     yield
     await fetcher.close()
@@ -141,7 +144,7 @@ async def upload_input(request: web.Request) -> web.Response:
         raise UnsupportedMediaType(
             'send the image as multipart/form-data, or JSON {"url": ...} to have it fetched'
         )
-    stored = await request.app[INPUTS].put(data)
+    stored = await request.app[INPUTS].put(data, caller_of(request))
     view = InputView(
         id=stored.id, name=stored.name, content_type=stored.image.content_type,
         size=stored.size, width=stored.image.width, height=stored.image.height,
@@ -180,5 +183,5 @@ OPS = [
        body=Body(InputFromUrl, {"url": {"url": "https://images.example.com/cat.png"}},
                  "The image as multipart/form-data, or a URL to fetch it from.",
                  other_media={"multipart/form-data": MULTIPART_UPLOAD}),
-       errors=[400, 413, 415, 422, 503]),
+       errors=[400, 413, 415, 422, 429, 503]),
 ]  # fmt: skip

@@ -11,8 +11,11 @@ from comfyfleet.config import (
     DEFAULT_REDIS_POOL_SIZE,
     DEFAULT_REDIS_POOL_TIMEOUT_S,
     BalancerConfig,
+    InputStoreConfig,
     parse_public_url,
 )
+
+MIB = 1024 * 1024
 
 
 @app.command()
@@ -93,6 +96,25 @@ def balancer(
             "network (CIDR, may be private); repeatable. Unset: URL inputs are off.",
         ),
     ] = None,
+    input_quota_mib: Annotated[
+        int,
+        typer.Option(
+            "--input-quota-mib",
+            envvar="BALANCER_INPUT_QUOTA_MIB",
+            min=1,
+            help="Most MiB of uploaded inputs one caller (API key, or admin per address) "
+            "may hold in Redis; beyond it uploads get 429.",
+        ),
+    ] = 512,
+    input_store_mib: Annotated[
+        int,
+        typer.Option(
+            "--input-store-mib",
+            envvar="BALANCER_INPUT_STORE_MIB",
+            min=1,
+            help="Most MiB of uploaded inputs all callers together may hold in Redis.",
+        ),
+    ] = 2048,
     webhook_max_attempts: Annotated[
         int,
         typer.Option(
@@ -254,6 +276,9 @@ def balancer(
             "balancer",
         ),
         blobs=blobs,
+        inputs=InputStoreConfig(
+            caller_quota_bytes=input_quota_mib * MIB, total_bytes=input_store_mib * MIB
+        ),
     )
     # Built here even for a supervisor, so a bad configuration is refused before any
     # worker starts (building an app does no I/O).

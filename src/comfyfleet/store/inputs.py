@@ -40,6 +40,15 @@ HOLD_TTL_MS = 24 * 3600 * 1000
 # Decoders allocate width x height x 4 bytes: refuse pixel bombs before any node loads one.
 MAX_SIDE = 16384
 MAX_PIXELS = 64 * 1024 * 1024
+# The most bytes an image of its size can need: 8 a pixel (16-bit RGBA, uncompressed, which
+# no PNG, JPEG or WebP encoder exceeds) plus a byte a row and room for metadata (ICC, EXIF).
+# Anything longer carries a payload that is not the image: a valid header followed by
+# megabytes of other bytes must not fill Redis.
+MAX_BYTES_PER_PIXEL = 8
+METADATA_BYTES = 1024 * 1024
+# Per caller and for all callers (bytes) unless configured (BalancerConfig.inputs).
+CALLER_QUOTA_BYTES = 512 * 1024 * 1024
+TOTAL_BYTES = 2048 * 1024 * 1024
 ID_LENGTH = 32
 INPUT_ID_PATTERN = rf"^[0-9a-f]{{{ID_LENGTH}}}$"
 INPUT_NAME_PATTERN = rf"^cfin_([0-9a-f]{{{ID_LENGTH}}})\.(png|jpg|webp)$"
@@ -49,13 +58,35 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 @dataclass(frozen=True)
 class PutArgs:
+    """input_put.lua's arguments. Sizes in bytes, TTL in ms; `caller` is charged."""
+
     ttl_ms: int
     fields: dict[str, str]
+    input_id: str
+    input_prefix: str
+    caller: str
+    size: int
+    caller_quota: int
+    total: int
 
 
 @dataclass(frozen=True)
 class HoldArgs:
     ttl_ms: int
+
+
+class InputsFull(ComfyfleetError):
+    """The caller's share of the input store, or the store itself, is full (429)."""
+
+    status = 429
+    code = "input-store-full"
+    title = "Input store full"
+    retryable = True
+
+
+class InputQuotaExceeded(InputsFull):
+    code = "input-quota-exceeded"
+    title = "Input quota exceeded"
 
 
 class UnsupportedImage(ComfyfleetError):
@@ -132,7 +163,19 @@ def sniff_image(data: bytes) -> ImageInfo:
             f"{MAX_PIXELS} in all",
             field="image",
         )
+    bound = max_bytes(info)
+    if len(data) > bound:
+        raise ValidationFailed(
+            f"the upload is {len(data)} bytes, more than a {info.width}x{info.height} image "
+            f"can need ({bound}): it carries something besides the image",
+            field="image",
+        )
     return info
+
+
+def max_bytes(info: ImageInfo) -> int:
+    """The longest file an image of this size may be (bytes); see MAX_BYTES_PER_PIXEL."""
+    return info.width * info.height * MAX_BYTES_PER_PIXEL + info.height + METADATA_BYTES
 
 
 def _png(data: bytes) -> ImageInfo | None:
@@ -196,7 +239,11 @@ class InputStore:
         ttl_ms: int = INPUT_TTL_MS,
         hold_ms: int = HOLD_TTL_MS,
         blobs: BlobStore | None = None,
+        caller_quota_bytes: int = CALLER_QUOTA_BYTES,
+        total_bytes: int = TOTAL_BYTES,
     ) -> None:
+        self.caller_quota_bytes = caller_quota_bytes
+        self.total_bytes = total_bytes
         self.redis = redis
         # None or the Redis store: bytes inline in the HASH (see the module docstring).
         self.blobs = blobs if blobs is not None and blobs.kind != "redis" else None
@@ -208,9 +255,12 @@ class InputStore:
         self._hold: Script[HoldArgs] = standalone(redis, "input_hold")
 
     @guarded
-    async def put(self, data: bytes) -> StoredInput:
-        """Store an image (sniffed first, see `sniff_image`). Storing bytes already stored
-        returns the same input and never shortens its TTL."""
+    async def put(self, data: bytes, caller: str = "-") -> StoredInput:
+        """Store an image (sniffed first, see `sniff_image`), charged to `caller` until it
+        expires: InputQuotaExceeded / InputsFull (429) beyond the caller's quota or the
+        store's total (an object already written then is an orphan the sweeper removes).
+        Storing bytes already stored returns the same input, charges nothing and never
+        shortens its TTL."""
         info = sniff_image(data)
         digest = hashlib.sha256(data).hexdigest()
         input_id = digest[:ID_LENGTH]
@@ -221,9 +271,19 @@ class InputStore:
             stored = await self.blobs.put_stream(input_key(input_id), single(data),
                                                  content_type=info.content_type)  # fmt: skip
             fields["blob"], inline = stored.key, ()
-        ttl = await self._put([self.keys.input(input_id)], PutArgs(self.ttl_ms, fields), *inline)
+        args = PutArgs(self.ttl_ms, fields, input_id, self.keys.input_prefix, caller,
+                       len(data), self.caller_quota_bytes, self.total_bytes)  # fmt: skip
+        keys = [self.keys.input(input_id), self.keys.input_ledger, self.keys.input_usage]
+        ttl, held = (int(v) for v in await self._put(keys, args, *inline))
+        if ttl == -1:
+            raise InputQuotaExceeded(
+                f"this caller's uploads already hold {held} of its {self.caller_quota_bytes} "
+                "bytes; they are freed as uploads expire (an hour, a day once a job names them)"
+            )
+        if ttl == -2:
+            raise InputsFull(f"the input store holds {held} of its {self.total_bytes} bytes")
         return StoredInput(input_id, input_name(input_id, info), info, len(data), digest,
-                           self.clock.now_ms() + int(ttl))  # fmt: skip
+                           self.clock.now_ms() + ttl)  # fmt: skip
 
     @guarded
     async def hold(self, input_ids: Iterable[str]) -> list[str]:

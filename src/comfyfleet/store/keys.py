@@ -49,6 +49,10 @@ key                        type   TTL             written by
                                   the last        (count, until_ms); a correct login deletes it
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
+{ns}:inputs:ledger         ZSET   -               lua/input_put.lua: "<id>|<size>|<caller>" by
+                                                  expiry ms, what each caller is charged for
+{ns}:inputs:usage          HASH   -               lua/input_put.lua: caller -> bytes held, "*"
+                                                  -> all; refunded as inputs expire
 {ns}:preview:<job>         HASH   preview TTL     node/previews.py: the job's latest preview
 {ns}:joblog:<job>:<n>      LIST   retention, from store/joblogs.py (node): ComfyUI's lines of the
                                   each append     job's attempt n, JSON each, capped (200 lines,
@@ -205,8 +209,21 @@ class Keys:
     def login_failures(self, source: str) -> str:
         return f"{self.prefix}:authfail:{source}"
 
+    @property
+    def input_prefix(self) -> str:
+        """The prefix input_put.lua appends an input id to (ids it reads from its ledger)."""
+        return f"{self.prefix}:input:"
+
     def input(self, input_id: str) -> str:
         return f"{self.prefix}:input:{input_id}"
+
+    @property
+    def input_ledger(self) -> str:
+        return f"{self.prefix}:inputs:ledger"
+
+    @property
+    def input_usage(self) -> str:
+        return f"{self.prefix}:inputs:usage"
 
     def preview(self, job_id: str) -> str:
         return f"{self.prefix}:preview:{job_id}"
