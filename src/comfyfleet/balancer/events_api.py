@@ -45,6 +45,7 @@ from comfyfleet.store.scripts import text
 from comfyfleet.web.auth import caller_of
 from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.openapi import Op, Param, Reply
+from comfyfleet.web.redact import scrub
 from comfyfleet.web.responses import dumps
 
 log = structlog.get_logger(__name__)
@@ -205,6 +206,7 @@ class _Stream:
                 event = await self._with_preview(event)
             if kind == "state":
                 self.status = str(event.get("status", self.status))
+                event = scrub(event)  # its `error` names files on the ComfyUI host
             await self.write(sse(kind, event, sid))
             if is_end(event):
                 return True

@@ -20,6 +20,7 @@ from comfyfleet.models.job import (
     JobStatus,
 )
 from comfyfleet.models.node import NodeInfo
+from comfyfleet.web.redact import scrub, strip_host_paths
 
 MAX_GRAPH_NODES = 500
 # Ids as they appear in paths. Anything else names nothing, and never reaches a Redis key
@@ -159,10 +160,19 @@ class JobView(BaseModel):
             started_ms=job.started_ms,
             finished_ms=job.finished_ms,
             outputs=outputs,
-            error=job.error,
-            history=job.history,
+            error=public_error(job.error),
+            history=[a.model_copy(update={"error": public_error(a.error)}) for a in job.history],
             metadata=job.metadata,
         )
+
+
+def public_error(error: JobError | None) -> JobError | None:
+    """The error as clients see it: no absolute paths of the ComfyUI host (web/redact.py)."""
+    if error is None:
+        return None
+    return error.model_copy(
+        update={"message": strip_host_paths(error.message), "details": scrub(error.details)}
+    )
 
 
 class JobPage(BaseModel):

@@ -53,6 +53,7 @@ from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Leadership
 from comfyfleet.store.webhooks import Delivery, NewDelivery, WebhookStore
 from comfyfleet.tasks import Pacer, stop
+from comfyfleet.web.redact import scrub
 from comfyfleet.web.responses import dumps
 
 log = structlog.get_logger(__name__)
@@ -118,7 +119,7 @@ def follow_messages(
             if status in {s.value for s in JobStatus if s.is_terminal}:
                 ended = True
             elif "state" in wanted:
-                data = {k: v for k, v in event.items() if k != "type"}
+                data = scrub({k: v for k, v in event.items() if k != "type"})  # no host paths
                 out.append((f"job.{status}", {"job_id": job_id, **data}))
         elif event.get("type") == "progress" and "progress" in wanted:
             latest_progress = event
