@@ -5,6 +5,7 @@ own because schemathesis calls them with blocking `requests`."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import threading
 import uuid
@@ -17,7 +18,15 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from comfyfleet.balancer.app import create_app as balancer_app
-from comfyfleet.config import BalancerConfig, NodeConfig, RedisConfig, ServerConfig, SimConfig
+from comfyfleet.config import (
+    BalancerConfig,
+    InputUrlConfig,
+    NodeConfig,
+    RedisConfig,
+    ServerConfig,
+    SimConfig,
+    WebhookConfig,
+)
 from comfyfleet.node.app import create_app as node_app
 from comfyfleet.redis_server import RedisServer
 from comfyfleet.sim import create_app as sim_app
@@ -29,6 +38,9 @@ AUTH = {"Authorization": basic_auth_header(USER, PASSWORD)}
 # Examples per operation: small in `make test`, more with FUZZ_EXAMPLES (`make fuzz`).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 START_TIMEOUT_S = 30.0
+WEBHOOKS = WebhookConfig(
+    secret=SecretStr("whsec_" + base64.b64encode(b"fuzz-0123456789ab").decode())
+)
 
 
 class ThreadFleet:
@@ -69,7 +81,10 @@ class ThreadFleet:
         comfy = await self._serve("sim", sim_app(SimConfig(port=0, node_ms=0, step_ms=0)))
         cfg = NodeConfig(server=server, redis=self.redis, comfy_url=comfy, node_id="fuzz-node")
         await self._serve("node", node_app(cfg))
-        await self._serve("balancer", balancer_app(BalancerConfig(server=server, redis=self.redis)))
+        # Webhooks and input URLs on, so their URL checks are fuzzed, not just "off".
+        cfg = BalancerConfig(server=server, redis=self.redis, webhooks=WEBHOOKS,
+                             input_urls=InputUrlConfig(allow=("*.example.com",)))  # fmt: skip
+        await self._serve("balancer", balancer_app(cfg))
 
     async def _stop(self) -> None:
         for runner in reversed(self.runners):
