@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts import store as alert_store
-from comfyfleet.store import apikeys, inputs, leader, webhooks
+from comfyfleet.store import apikeys, inputs, leader, logins, webhooks
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
@@ -37,6 +37,8 @@ STANDALONE_ARGS: dict[str, type] = {
     "input_hold": inputs.HoldArgs,
     "leader_acquire": leader.AcquireArgs,
     "leader_renew": leader.RenewArgs,
+    "login_failed": logins.FailedArgs,
+    "login_wait": logins.WaitArgs,
     "webhook_claim": webhooks.ClaimArgs,
     "webhook_collect": webhooks.CollectArgs,
     "webhook_lease": webhooks.LeaseArgs,

@@ -12,18 +12,32 @@ source, each with a TTL. An IPv6 source counts as its /64 (one host's usual allo
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded
+from comfyfleet.store.scripts import Script, guarded, standalone
 
 FREE_FAILURES = 10
 FIRST_WAIT_MS = 1_000
 LONGEST_WAIT_MS = 60_000
 WINDOW_MS = 15 * 60_000
-_LUA = Path(__file__).parent / "lua"
+
+
+@dataclass(frozen=True)
+class FailedArgs:
+    """login_failed.lua's arguments (times in ms)."""
+
+    free_failures: int = FREE_FAILURES
+    first_wait_ms: int = FIRST_WAIT_MS
+    longest_wait_ms: int = LONGEST_WAIT_MS
+    window_ms: int = WINDOW_MS
+
+
+@dataclass(frozen=True)
+class WaitArgs:
+    """login_wait.lua takes no arguments beyond its key."""
 
 
 def source_of(remote: str | None) -> str:
@@ -43,20 +57,19 @@ class LoginThrottle:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._failed = redis.register_script((_LUA / "login_failed.lua").read_text())
-        self._wait = redis.register_script((_LUA / "login_wait.lua").read_text())
+        self._failed: Script[FailedArgs] = standalone(redis, "login_failed")
+        self._wait: Script[WaitArgs] = standalone(redis, "login_wait")
 
     @guarded
     async def wait_ms(self, source: str) -> tuple[int, int]:
         """(ms the source must still wait, failures on record)."""
-        left, count = await self._wait(keys=[self.keys.login_failures(source)])
+        left, count = await self._wait([self.keys.login_failures(source)], WaitArgs())
         return int(left), int(count)
 
     @guarded
     async def failed(self, source: str) -> int:
         """Record a failure; returns the wait it now imposes (ms)."""
-        args = [FREE_FAILURES, FIRST_WAIT_MS, LONGEST_WAIT_MS, WINDOW_MS]
-        return int(await self._failed(keys=[self.keys.login_failures(source)], args=args))
+        return int(await self._failed([self.keys.login_failures(source)], FailedArgs()))
 
     @guarded
     async def succeeded(self, source: str) -> None:

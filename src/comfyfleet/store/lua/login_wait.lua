@@ -1,5 +1,7 @@
--- How long a source must still wait before its credentials are looked at (store/logins.py).
+-- login_wait: how long a source must still wait before its credentials are looked at
+-- (store/logins.py).
 -- KEYS[1] {ns}:authfail:<source>  HASH count, until_ms
+-- A (logins.WaitArgs)  nothing
 -- Time from Redis. Returns {ms left (0: none), failures on record}.
 local count, until_ms = unpack(redis.call('HMGET', KEYS[1], 'count', 'until_ms'))
 if not count then
