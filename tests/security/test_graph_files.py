@@ -104,3 +104,30 @@ def test_the_name_rule_covers_every_file_input_comfyui_reports() -> None:
         assert {"LoadImage", "CheckpointLoaderSimple", "LoraLoader"} <= set(found)
         missed = {(k, n) for k, names in found.items() for n in names if not names_a_file(n)}
         assert not missed
+
+
+@pytest.mark.parametrize(
+    "checkpoint", ["../../../../etc/passwd", "/models/x.safetensors", "C:\\x", "a\r\nb"]
+)
+async def test_a_workflow_param_bound_to_a_file_input_is_checked(
+    redis_config: RedisConfig, checkpoint: str
+) -> None:
+    """txt2img's `checkpoint` is a string param bound to `ckpt_name`: the rendered value is
+    a file name like any other."""
+    async with fleet(redis_config) as f:
+        body = {"workflow": "txt2img", "params": {"prompt": "a fox", "checkpoint": checkpoint}}
+        status, problem = await f.json("POST", "/api/v1/jobs", json=body)
+        assert status == 422, problem
+        assert problem["input"] == "ckpt_name"
+
+
+async def test_workflow_defaults_and_free_text_params_pass(redis_config: RedisConfig) -> None:
+    bodies = [
+        {"workflow": "solid"},
+        {"workflow": "txt2img", "params": {"prompt": "/imagine\n../a fox"}},
+        {"workflow": "txt2img", "params": {"prompt": "fox", "checkpoint": "sd/v1.safetensors"}},
+    ]
+    async with fleet(redis_config) as f:
+        for body in bodies:
+            status, job = await f.json("POST", "/api/v1/jobs", json=body)
+            assert status == 202, (body, job)

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from comfyfleet.errors import ComfyfleetError, ConfigError, StoreError
 from comfyfleet.store.inputs import InputsFull
 from comfyfleet.store.jobs import QueueFull
+from comfyfleet.web.numbers import is_ascii_int
 from comfyfleet.web.problems import problem_response
 
 # What a refused client is told to wait before trying again (s).
@@ -44,7 +45,7 @@ def parse_queue_limits(specs: Iterable[str]) -> dict[str, int]:
     for spec in specs:
         pool, sep, number = spec.rpartition("=")
         pool = pool.strip() if sep else ANY_POOL
-        if not number.strip().isdigit() or not pool:
+        if not is_ascii_int(number.strip()) or not pool:
             raise ConfigError(f"--queue-limit expects N or POOL=N, got {spec!r}")
         limits[pool] = int(number)
     return limits

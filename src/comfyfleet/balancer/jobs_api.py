@@ -68,13 +68,15 @@ async def _spec_of(request: web.Request, body: JobRequest) -> JobSpec:
     }
     if body.graph is not None:
         graph = check_graph(body.graph)
-        check_file_names(graph)  # published workflows' params are typed and checked already
+        check_file_names(graph)
         return JobSpec(graph=graph, **common)
     assert body.workflow is not None  # JobRequest guarantees one of the two
     template = await request.app[WORKFLOWS].get(body.workflow, body.version)
     params = resolve_params(template, validate_params(template, body.params), random.Random())
+    graph = render(template, params)
+    check_file_names(graph, unchanged_from=template.graph)  # what the params wrote
     return JobSpec(
-        graph=render(template, params),
+        graph=graph,
         workflow=template.name,
         workflow_version=template.version,
         params=params,

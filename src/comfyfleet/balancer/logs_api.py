@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from comfyfleet.balancer.appkeys import JOBS
 from comfyfleet.balancer.schemas import JOB_ID_PATTERN, JOB_ID_RE
-from comfyfleet.errors import BadRequest, NotFound
+from comfyfleet.errors import NotFound
 from comfyfleet.models.job import Job
 from comfyfleet.store.joblogs import MAX_BYTES, MAX_LINES, JobLogStore
+from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.openapi import Op, Param, Reply
 from comfyfleet.web.responses import json_response
 
@@ -56,9 +57,7 @@ def _attempt_filter(request: web.Request) -> int | None:
     raw = request.query.get("attempt")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ATTEMPT:
-        raise BadRequest(f"attempt must be an integer from 1 to {MAX_ATTEMPT}, got {raw[:20]!r}")
-    return int(raw)
+    return ascii_int(raw, "attempt", 1, MAX_ATTEMPT)
 
 
 def _attempt_view(job: Job, number: int, lines: list[dict[str, Any]]) -> AttemptLogs:

@@ -2,9 +2,10 @@
 
 ComfyUI joins a file input's value onto its input/models/output folder, so an absolute
 path (`/etc/x.png`, `C:\\x`, `\\\\host\\share`) or a `..` step reads or writes anywhere on the
-GPU box: `LoadImage {"image": "/some/absolute/path.png"}` returned that file's pixels. A
-published workflow's params are typed and checked; a raw graph is checked here, once, for
-every input that names a file -- not only LoadImage's.
+GPU box: `LoadImage {"image": "/some/absolute/path.png"}` returned that file's pixels. Every
+graph is checked here, once, for every input that names a file -- not only LoadImage's: a
+raw graph whole, a rendered workflow in the values its params wrote (a `string` param bound
+to `ckpt_name` is a file name too).
 
 Which inputs name a file is what `/object_info` says: COMBO inputs (a list of choices --
 files in a folder, for loaders) and inputs flagged as uploads (`image_upload`...). The
@@ -67,16 +68,23 @@ def file_name_problem(value: str, *, file_input: bool) -> str | None:
 
 
 def check_file_names(
-    graph: Mapping[str, Any], file_inputs: Mapping[str, frozenset[str]] | None = None
+    graph: Mapping[str, Any],
+    file_inputs: Mapping[str, frozenset[str]] | None = None,
+    *,
+    unchanged_from: Mapping[str, Any] | None = None,
 ) -> None:
     """GraphInvalid (422) naming the first node input whose string value is refused.
     `file_inputs`: class type -> its file inputs, from an object_info (`file_inputs_of`);
-    added to the name rule, never instead of it."""
+    added to the name rule, never instead of it. `unchanged_from`: a published template
+    the graph was rendered from; only the values that differ from it (a job's params) are
+    checked, the template's own were accepted when it was published."""
     known = file_inputs or {}
+    base = unchanged_from or {}
     for node_id, node in graph.items():
         class_type = str(node.get("class_type", ""))
+        was = (base.get(node_id) or {}).get("inputs") or {}
         for name, value in (node.get("inputs") or {}).items():
-            if not isinstance(value, str):
+            if not isinstance(value, str) or was.get(name) == value:
                 continue
             file_input = names_a_file(name) or name in known.get(class_type, frozenset())
             problem = file_name_problem(value, file_input=file_input)
