@@ -8,6 +8,7 @@ import base64
 import pytest
 from pydantic import SecretStr
 
+from comfyfleet.balancer.webhook_signing import verify
 from comfyfleet.config import InputUrlConfig, RedisConfig, WebhookConfig
 from tests.security.fleet import fleet
 from tests.security.graphs import DEEP, solid, with_deep
@@ -104,3 +105,8 @@ async def test_an_input_url_with_a_64_character_label_is_422(redis_config: Redis
         status, problem = await f.json("POST", "/api/v1/inputs", json={"url": url})
         assert status == 422, problem
         assert problem["field"] == "url"
+
+
+def test_a_webhook_timestamp_in_other_digits_does_not_verify() -> None:
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": "²", "webhook-signature": "v1,x"}
+    assert verify(SECRET, headers, b"{}", now_s=2) is False
