@@ -71,9 +71,10 @@ class BurstResult:
     seconds: float
 
 
-async def burst(url: str, auth: str, *, submitters: int, jobs: int) -> BurstResult:
-    """`submitters` clients at once, each with its own connection, `jobs` in all; every
-    submit carries an Idempotency-Key of its own, so a job accepted twice would show."""
+async def burst(url: str, auth: str, *, submitters: int, jobs: int, pool: str) -> BurstResult:
+    """`submitters` clients at once, each with its own connection, `jobs` in all, into
+    `pool`; every submit carries an Idempotency-Key of its own, so a job accepted twice
+    would show."""
     per_client = jobs // submitters
     ids: list[str] = []
     statuses: Counter[int] = Counter()
@@ -89,8 +90,8 @@ async def burst(url: str, auth: str, *, submitters: int, jobs: int) -> BurstResu
             for i in range(per_client):
                 headers = {"Idempotency-Key": f"burst-{n}-{i}"}
                 try:
-                    async with http.post(url, json={"graph": solid_graph()},
-                                         headers=headers) as resp:  # fmt: skip
+                    body = {"graph": solid_graph(), "pool": pool}
+                    async with http.post(url, json=body, headers=headers) as resp:
                         statuses[resp.status] += 1
                         body = await resp.json(content_type=None)
                         if resp.status == 202:

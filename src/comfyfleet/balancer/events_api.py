@@ -41,7 +41,7 @@ from comfyfleet.store.connect import connect
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.previews import PreviewStore
-from comfyfleet.store.scripts import text
+from comfyfleet.store.scripts import fields_of, text
 from comfyfleet.web.auth import caller_of
 from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.openapi import Op, Param, Reply
@@ -127,9 +127,15 @@ def wait_seconds(request: web.Request) -> int:
     return ascii_int(raw, "query parameter 'wait' (seconds)", 0, MAX_WAIT_S)
 
 
-async def _last_id(store: JobStore, job_id: str) -> str:
-    newest: Any = await store.redis.xrevrange(store.keys.events(job_id), count=1)
-    return text(newest[0][0]) if newest else "0"
+async def _cursor_and_job(store: JobStore, job_id: str) -> tuple[str, Job | None]:
+    """The log's last id ("0": none yet) and then the job, in one round trip: the cursor is
+    taken first, so an end between the two reads is still seen by the wait."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.xrevrange(store.keys.events(job_id), count=1)
+        pipe.hgetall(store.keys.job(job_id))
+        newest, fields = await pipe.execute()
+    cursor = text(newest[0][0]) if newest else "0"
+    return cursor, Job.from_fields(fields_of(fields)) if fields else None
 
 
 async def wait_for_end(app: web.Application, job_id: str, wait_s: float, caller: str) -> Job | None:
@@ -139,9 +145,7 @@ async def wait_for_end(app: web.Application, job_id: str, wait_s: float, caller:
     if not live.take(caller):
         return await app[JOBS].get(job_id)
     try:
-        # The cursor is taken before the job is read, so an end between the two is seen.
-        cursor = await _last_id(live.store, job_id)
-        job = await app[JOBS].get(job_id)
+        cursor, job = await _cursor_and_job(live.store, job_id)
         if job is None or job.is_terminal:
             return job
         loop = asyncio.get_running_loop()

@@ -47,7 +47,8 @@ async def _progress(store: JobStore, job: Job) -> ProgressView | None:
 
 async def job_view(request: web.Request, job: Job) -> JobView:
     store = request.app[JOBS]
-    position = await store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
+    queued = job.status is JobStatus.QUEUED
+    position = await store.queue_position(job.id, job.pool) if queued else None
     return JobView.of(
         job,
         base_url=public_base(request),

@@ -400,13 +400,16 @@ class JobStore:
         return sorted(text(m) for m in await self.redis.smembers(self.keys.owned(node_id)))
 
     @guarded
-    async def queue_position(self, job_id: str) -> int | None:
+    async def queue_position(self, job_id: str, pool: str | None = None) -> int | None:
         """0 = next to be claimed in its pool. None when not waiting in a queue (running,
-        finished, unknown, or backing off in the delayed set)."""
-        pool = await self.redis.hget(self.keys.job(job_id), "pool")
+        finished, unknown, or backing off in the delayed set). `pool`: the job's pool when
+        the caller knows it (a job's pool never changes), saving a round trip."""
         if pool is None:
-            return None
-        rank: Any = await self.redis.zrank(self.keys.queue(text(pool)), job_id)
+            found = await self.redis.hget(self.keys.job(job_id), "pool")
+            if found is None:
+                return None
+            pool = text(found)
+        rank: Any = await self.redis.zrank(self.keys.queue(pool), job_id)
         return None if rank is None else int(rank)
 
     @guarded
