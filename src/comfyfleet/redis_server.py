@@ -19,6 +19,8 @@ from comfyfleet.children import die_with_parent
 from comfyfleet.errors import ConfigError
 
 STARTUP_TIMEOUT_S = 10.0
+# Bytes; see `_argv`.
+HASH_MAX_LISTPACK_VALUE = 1024
 
 
 def find_server_binary(override: str | None = None) -> str:
@@ -80,6 +82,10 @@ class RedisServer:
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "server.log"),
+            # A queued job's hash holds its graph: values up to this many bytes keep the
+            # hash a compact listpack (the default, 64, turns it into a hash table at about
+            # twice the memory). Set the same on a Redis of your own.
+            "--hash-max-listpack-value", str(HASH_MAX_LISTPACK_VALUE),
         ]  # fmt: skip
         if self.password:
             argv += ["--requirepass", self.password]

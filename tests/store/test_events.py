@@ -53,18 +53,20 @@ async def test_state_changes_are_logged_in_order(store: JobStore, clock: FrozenC
 
 async def test_events_replay_from_an_id(store: JobStore) -> None:
     job, _ = await store.enqueue(spec())
+    await store.claim("n", lease_ms=LEASE_MS)  # nodes append to the jobs they hold
     ids = [await store.append_event(job.id, "progress", {"value": i}) for i in range(5)]
     after = await store.events(job.id, after=ids[1])
     assert [i for i, _ in after] == ids[2:]
     assert [e["value"] for _, e in after] == [2, 3, 4]
-    page = await store.events(job.id, after="0", count=2)
-    assert [e["type"] for _, e in page] == ["state", "progress"]
+    page = await store.events(job.id, after="0", count=3)
+    assert [e["type"] for _, e in page] == ["state", "state", "progress"]
     assert await store.events(job.id, after=ids[-1]) == []
 
 
 async def test_event_log_is_capped(make_store: StoreFactory) -> None:
     store = await make_store(events_maxlen=10)
     job, _ = await store.enqueue(spec())
+    await store.claim("n", lease_ms=LEASE_MS)
     for i in range(1_000):
         last_id = await store.append_event(job.id, "progress", {"value": i})
     length = await store.redis.xlen(store.keys.events(job.id))
@@ -72,7 +74,7 @@ async def test_event_log_is_capped(make_store: StoreFactory) -> None:
     assert length < 200
     events = await store.events(job.id, count=1_000)
     assert events[-1][0] == last_id
-    assert events[0][1]["type"] == "progress"  # the enqueue event was trimmed away
+    assert events[0][1]["type"] == "progress"  # the state events were trimmed away
 
 
 async def test_event_for_unknown_job_is_not_found(store: JobStore) -> None:
@@ -84,7 +86,8 @@ async def test_event_for_unknown_job_is_not_found(store: JobStore) -> None:
 async def test_blocking_read_wakes_on_a_new_event(make_store: StoreFactory) -> None:
     reader, writer = await make_store(), await make_store()
     job, _ = await writer.enqueue(spec())
-    ((first_id, _),) = await reader.events(job.id)
+    await writer.claim("n", lease_ms=LEASE_MS)
+    *_, (first_id, _) = await reader.events(job.id)
     loop = asyncio.get_running_loop()
     started = loop.time()
     read = asyncio.create_task(reader.events(job.id, after=first_id, block_ms=60_000))
@@ -143,3 +146,25 @@ async def test_a_hint_that_came_between_waits_is_kept(make_store: StoreFactory) 
     assert await node.wait_for_work(60)  # the hint, however late it lands
     # Consumed: the next wait needs a new hint.
     assert not await node.wait_for_work(0)
+
+
+async def test_a_queued_job_has_no_log_yet_and_readers_see_its_queued_event(
+    make_store: StoreFactory,
+) -> None:
+    reader, writer = await make_store(), await make_store()
+    job, _ = await writer.enqueue(spec())
+    # An empty stream costs kilobytes per queued job: the log opens with the next event.
+    assert not await writer.redis.exists(writer.keys.events(job.id))
+    (shown,) = await reader.events(job.id)
+    assert shown == (f"{job.created_ms}-0", {"type": "state", "status": "queued",
+                     "pool": job.pool, "priority": job.priority, "seq": shown[1]["seq"],
+                     "at_ms": job.created_ms})  # fmt: skip
+    # A reader blocked past that event wakes when the claim opens the log...
+    read = asyncio.create_task(reader.events(job.id, after=shown[0], block_ms=60_000))
+    await writer.claim("n", lease_ms=LEASE_MS)
+    ((_, running),) = await read
+    assert running["status"] == "running"
+    # ...and the log now holds, first, exactly the event readers were shown.
+    first, second = await reader.events(job.id)
+    assert first == shown
+    assert second[1] == running

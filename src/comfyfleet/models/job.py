@@ -3,7 +3,8 @@
 A job lives in Redis as one HASH (see `store.keys`). Scalar fields are stored as strings,
 structured fields (params, graph, outputs, error, history) as JSON strings, so Lua scripts
 can change single fields atomically without reading the whole job into Python. Every field
-is always written, defaults included, beside `schema_version`.
+with a value is written, defaults included, beside `schema_version`; a None field is left
+out (scripts later write '' for one they clear; both read back as None).
 
 Times are integer milliseconds since the epoch; `None` means "not yet".
 """
@@ -222,16 +223,20 @@ class Job(BaseModel):
         return self.status.is_terminal
 
     def to_fields(self) -> dict[str, str]:
-        """The Redis hash form: every field, defaults included; '' stands for None."""
+        """The Redis hash form: every field that has a value, defaults included; a field
+        that is None is left out (absent and '' both read as None), since each field of a
+        queued job costs Redis memory."""
         data = self.model_dump(mode="json")
         out: dict[str, str] = {}
         for name, value in data.items():
+            if value is None:
+                continue
             if name in _JSON_FIELDS:
-                out[name] = "" if value is None else orjson.dumps(value).decode()
+                out[name] = orjson.dumps(value).decode()
             elif isinstance(value, bool):
                 out[name] = "1" if value else "0"
             else:
-                out[name] = "" if value is None else str(value)
+                out[name] = str(value)
         return out
 
     @classmethod

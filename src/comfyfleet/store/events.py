@@ -4,6 +4,11 @@ An event is a stream entry with two fields: `type` (e.g. "state", "lease",
 "cancel_requested", "progress") and `data`, a JSON object. Readers get it back flattened as
 `{"type": ..., **data}` beside its stream id, which is the replay cursor (`Last-Event-ID`).
 The log is the record; pub/sub only wakes idle readers early and may lose messages.
+
+A queued job has no stream yet (an empty one costs ~4.8 KB of Redis): the job's first event
+after `queued` opens it, writing the deferred `queued` event first with the id
+`<created_ms>-0` (open_log in lua/_lib.lua). Until then `read` from the start shows that
+same event, built from the job's hash, so readers see one log before and after.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ LAST_EVENT_SCAN = 50
 # How long one pub/sub read waits before looping (s): bounds how late a close is noticed,
 # not how late a message is seen (a message wakes the read at once).
 PUBSUB_READ_S = 1.0
+# Cursors that mean "from the start of the log".
+LOG_START = frozenset({"0", "0-0"})
 RESUBSCRIBE_BACKOFF = Backoff(base_ms=50, cap_ms=2_000, jitter=False)
 
 
@@ -74,6 +81,10 @@ class EventLog:
         With `block_ms` (ms), wait that long for a first event when none is there yet;
         None or 0: return at once."""
         key = self.keys.events(job_id)
+        if after in LOG_START:
+            deferred = await self._deferred_queued(job_id)
+            if deferred is not None:
+                return [deferred]
         if not block_ms:
             return self._entries(await self.redis.xread({key: after}, count=count))
         loop = asyncio.get_running_loop()
@@ -87,6 +98,21 @@ class EventLog:
             )
             if reply:
                 return self._entries(reply)
+
+    async def _deferred_queued(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The `queued` event of a job whose log is not opened yet, as the log will hold it
+        (enqueue defers it: see open_log in lua/_lib.lua); None once the log exists, or
+        for an unknown job."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.events(job_id))
+            pipe.hmget(self.keys.job(job_id), "created_ms", "pool", "priority", "seq")
+            exists, fields = await pipe.execute()
+        if exists or fields[0] is None:
+            return None
+        created, pool, priority, seq = (text(value) for value in fields)
+        event = {"status": "queued", "pool": pool, "priority": int(priority), "seq": int(seq),
+                 "at_ms": int(created), "type": "state"}  # fmt: skip
+        return f"{created}-0", event
 
     async def last(self, job_id: str, kind: str) -> dict[str, Any] | None:
         """The newest event of type `kind` among the last LAST_EVENT_SCAN events, or None."""

@@ -15,8 +15,9 @@ key                        type   TTL             written by
 {ns}:owned:<node>          SET    -               claim adds, finish removes: a node's jobs
 {ns}:seq                   STRING -               enqueue INCR: FIFO sequence
 {ns}:idem:<key>            STRING idempotency TTL enqueue: idempotency key -> job id
-{ns}:events:<id>           STREAM retention, once every script + node progress; capped (MAXLEN ~)
-                                  terminal
+{ns}:events:<id>           STREAM retention, once every script + node progress; capped (MAXLEN ~);
+                                  terminal        opened by the first event after `queued`
+                                                  (open_log in lua/_lib.lua)
 {ns}:wake                  PUBSUB -               enqueue/requeue/retry/release/promotion
                                                   publish; idle nodes wake (hint only)
 {ns}:cancel                PUBSUB -               cancel of a running job publishes the id (hint)

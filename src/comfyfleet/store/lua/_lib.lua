@@ -55,8 +55,31 @@ local function json_object(fields, raw)
   return text
 end
 
+-- The `queued` event of a job, as enqueue defers it: `f` is HMGET created_ms, pool,
+-- priority, seq. store/events.py shows readers the same event (same id, same data) while
+-- the log does not exist yet.
+local function queued_event(f)
+  return json_object({ status = 'queued', pool = f[2], priority = tonumber(f[3]),
+    seq = tonumber(f[4]), at_ms = tonumber(f[1]) })
+end
+
+-- A job's log is created by its first event after `queued` (an empty stream costs ~4.8 KB
+-- of Redis, so a queued job has none): its deferred `queued` event goes first, with the id
+-- <created_ms>-0.
+local function open_log(events_key)
+  if redis.call('EXISTS', events_key) == 1 then
+    return
+  end
+  local job_id = string.sub(events_key, #NS.events_prefix + 1)
+  local f = redis.call('HMGET', NS.job_prefix .. job_id, 'created_ms', 'pool', 'priority', 'seq')
+  if f[1] then
+    redis.call('XADD', events_key, f[1] .. '-0', 'type', 'state', 'data', queued_event(f))
+  end
+end
+
 -- Append one event (fields `type` and `data`, data is JSON) to the job's capped stream.
 local function emit(events_key, kind, data_json)
+  open_log(events_key)
   return redis.call('XADD', events_key, 'MAXLEN', '~', NS.events_maxlen, '*', 'type', kind,
     'data', data_json)
 end

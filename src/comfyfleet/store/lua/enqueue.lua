@@ -5,7 +5,7 @@
 -- KEYS[7]     {ns}:jobs              listing index (score seq)
 -- KEYS[8]     {ns}:queue:<pool>      the job's pool queue
 -- KEYS[9]     {ns}:seq               FIFO sequence counter
--- KEYS[10]    {ns}:events:<id>       the job's event stream
+-- KEYS[10]    {ns}:events:<id>       the job's event stream (not created here: open_log)
 -- KEYS[11]    {ns}:stats             counters
 -- KEYS[12]    {ns}:idem:<key>        optional: idempotency key -> job id
 -- A (EnqueueArgs)  now_ms, job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
@@ -52,7 +52,7 @@ if KEYS[12] then
   redis.call('SET', KEYS[12], job_id, 'PX', A.idempotency_ttl_ms)
 end
 redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
-emit(KEYS[10], 'state', json_object(
-  { status = 'queued', pool = f[2], priority = tonumber(f[1]), seq = seq, at_ms = now }))
+-- No event log yet: the `queued` event is written when the log is opened (open_log in
+-- _lib.lua), which readers see meanwhile (store/events.py).
 redis.call('PUBLISH', NS.wake_channel, f[2])
 return reply_job(job_key)
