@@ -154,6 +154,7 @@ class Worker:
         (doubling, capped) and carry on when it answers again."""
         pacer = Pacer(CLAIM_BACKOFF)
         while True:
+            asked = self.free
             try:
                 claimed = await self.run_once()
                 pacer.reset()
@@ -161,7 +162,10 @@ class Worker:
                 log.warning("claim_failed", error=exc.detail, retry_in_s=pacer.delay_s)
                 await pacer.sleep()
                 continue
-            if claimed and self.free:
+            # A claim that came back short found the queues empty: wait for a hint (one that
+            # came meanwhile is remembered) instead of asking again at once, which would
+            # delay the jobs just started by a round trip.
+            if claimed and len(claimed) == asked and self.free:
                 continue
             await self._wait_for_change()
 
