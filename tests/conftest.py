@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.blobs import BlobStore, open_blob_store
-from comfyfleet.clock import FrozenClock
 from comfyfleet.config import BlobConfig, RedisConfig
 from comfyfleet.redis_server import RedisServer
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
+from tests.support.clock import SteppedClock
 from tests.support.s3 import S3Server, create_bucket
 
 DATA = Path(__file__).parent / "data"
@@ -53,12 +53,18 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
+async def clock(
+    redis_client: aioredis.Redis, redis_config: RedisConfig
+) -> AsyncIterator[SteppedClock]:
+    """The fleet's clock (Redis TIME, as the scripts read it) frozen for this test's
+    namespace; `await clock.step(ms)` moves it."""
+    clock = SteppedClock(redis_client, Keys(redis_config.namespace))
+    await clock.freeze()
+    return clock
 
 
 @pytest.fixture
-async def make_store(redis_config: RedisConfig, clock: FrozenClock) -> AsyncIterator[StoreFactory]:
+async def make_store(redis_config: RedisConfig, clock: SteppedClock) -> AsyncIterator[StoreFactory]:
     """Stores sharing the test's namespace and clock, each with its own connections (as
     separate balancer replicas and nodes would have)."""
     stores: list[JobStore] = []

@@ -94,6 +94,15 @@ class StoreError(ComfyfleetError):
     retryable = True
 
 
+class StoreFull(StoreError):
+    """Redis refused a write because it is at its memory limit (maxmemory, noeviction):
+    nothing was written; the same request succeeds once memory frees."""
+
+    status = 507
+    code = "store-full"
+    title = "State store full"
+
+
 class NotOwner(Conflict):
     """A write to a job by someone who does not hold its lease (a stale owner)."""
 

@@ -15,7 +15,6 @@ from comfyfleet.alerts.evaluator import FORGOTTEN_NODE_ALERT_MS, Evaluator
 from comfyfleet.alerts.send import Sender
 from comfyfleet.alerts.snapshot import SnapshotReader
 from comfyfleet.alerts.store import LEADER_NAME, AlertStore
-from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.redis_server import free_port
@@ -44,9 +43,10 @@ class Bench:
     async def beat(self, node_id: str, ago_ms: int = 0, restarts: int = 0) -> None:
         """A heartbeat of `node_id` as if sent `ago_ms` ago (6 s and more: lost), saying
         its ComfyUI restarted `restarts` times."""
-        clock = FrozenClock(await AlertStore(self.redis, self.keys).now_ms() - ago_ms)
-        info = NodeInfo(node_id=node_id, comfy_restarts=restarts)
-        await NodeRegistry(self.redis, self.keys, clock).heartbeat(info)
+        registry = NodeRegistry(self.redis, self.keys)
+        await registry.heartbeat(NodeInfo(node_id=node_id, comfy_restarts=restarts))
+        # Heartbeats are stamped by Redis's clock: backdate the last-seen score itself.
+        await self.redis.zadd(self.keys.nodes, {node_id: await registry.now_ms() - ago_ms})
 
     async def due_id(self) -> str:
         """The one notification waiting."""

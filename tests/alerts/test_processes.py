@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 
 from comfyfleet.alerts.store import LEADER_NAME
 from comfyfleet.cli.fleet import Fleet, FleetSpec, Proc, wait_http_ok
-from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.redis_server import RedisServer, free_port
@@ -132,9 +131,10 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 
 async def beat(client: aioredis.Redis, keys: Keys, node_id: str, ago_ms: int = 0) -> None:
-    seconds, micros = await client.time()
-    clock = FrozenClock(int(seconds) * 1000 + int(micros) // 1000 - ago_ms)
-    await NodeRegistry(client, keys, clock).heartbeat(NodeInfo(node_id=node_id))
+    registry = NodeRegistry(client, keys)
+    await registry.heartbeat(NodeInfo(node_id=node_id))
+    # Heartbeats are stamped by Redis's clock: backdate the last-seen score itself.
+    await client.zadd(keys.nodes, {node_id: await registry.now_ms() - ago_ms})
 
 
 def received(listener: Listener) -> dict[tuple[str, str], set[str]]:

@@ -25,7 +25,7 @@ async def test_lost_node_is_marked_once_and_its_jobs_requeued(
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
     assert (await reaper.run_once()).jobs == []
-    clock.advance(registry.lost_after_ms + 1)
+    await clock.step(registry.lost_after_ms + 1)
     await registry.heartbeat(node_info("n2"))
     result = await reaper.run_once()
     assert (result.lost_nodes, result.taken_back, result.expired) == (["n1"], [job.id], [])
@@ -35,7 +35,7 @@ async def test_lost_node_is_marked_once_and_its_jobs_requeued(
     (claimed,) = await store.claim("n2", lease_ms=LEASE_MS)
     assert claimed.id == job.id
     # Listed as lost for a while, then forgotten.
-    clock.advance(60_000)
+    await clock.step(60_000)
     await registry.heartbeat(node_info("n2"))
     await reaper.run_once()
     assert [n.node_id for n in await registry.all()] == ["n2"]
@@ -47,7 +47,7 @@ async def test_node_back_from_lost_is_unmarked(
 ) -> None:
     reaper = Reaper(store, registry)
     await registry.heartbeat(node_info("n1"))
-    clock.advance(registry.lost_after_ms + 1)
+    await clock.step(registry.lost_after_ms + 1)
     assert (await reaper.run_once()).lost_nodes == ["n1"]
     await registry.heartbeat(node_info("n1"))
     assert await registry.marked_lost() == {}
@@ -63,7 +63,7 @@ async def test_expired_leases_until_attempts_run_out_fail_with_history(
         await registry.heartbeat(node_info(f"n{attempt}"))
         (got,) = await store.claim(f"n{attempt}", lease_ms=LEASE_MS)
         assert got.attempts == attempt
-        clock.advance(LEASE_MS)
+        await clock.step(LEASE_MS)
         await registry.heartbeat(node_info(f"n{attempt}"))  # alive, but not renewing: hung
         assert (await reaper.run_once()).expired == [job.id]
     done = await store.get(job.id)
@@ -89,7 +89,7 @@ async def test_replicas_reaping_at_once_take_each_job_back_once(
     ids = [(await stores[0].enqueue(spec()))[0].id for _ in range(30)]
     await stores[0].claim("n1", capacity=15, lease_ms=LEASE_MS)
     await stores[0].claim("n2", capacity=15, lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     await registries[0].heartbeat(node_info("n2"))  # n2 alive but its leases lapsed
     results = await asyncio.gather(*(r.run_once() for r in reapers))
     taken = [job_id for result in results for job_id in result.jobs]
@@ -104,11 +104,11 @@ async def test_after_a_redis_outage_nodes_get_a_lost_bound_to_beat_again(
     await registry.heartbeat(node_info("n1"))
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
-    clock.advance(registry.lost_after_ms + 1)  # nobody could write during the outage
+    await clock.step(registry.lost_after_ms + 1)  # nobody could write during the outage
     reaper.outage_seen()
     assert (await reaper.run_once()).jobs == []
     await registry.heartbeat(node_info("n1"))  # the node is back in time
-    clock.advance(registry.lost_after_ms)
+    await clock.step(registry.lost_after_ms)
     await registry.heartbeat(node_info("n1"))
     assert (await reaper.run_once()).jobs == []
     assert await store.jobs_of("n1") == [job.id]

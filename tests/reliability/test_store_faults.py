@@ -49,7 +49,7 @@ async def test_retry_returns_to_the_failing_node_when_no_other_is_ready(
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
     await store.fail(job.id, "n1", NODE_FAULT)
-    clock.advance(registry.lost_after_ms + 1)  # n2's readiness is now stale
+    await clock.step(registry.lost_after_ms + 1)  # n2's readiness is now stale
     await _ready(registry, "n1")
     (again,) = await store.claim("n1", lease_ms=LEASE_MS)
     assert again.id == job.id
@@ -78,7 +78,7 @@ async def test_lease_expiry_also_avoids_the_node(
 ) -> None:
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     assert await store.requeue_expired() == [job.id]
     await _ready(registry, "n1", "n2")
     assert await store.claim("n1", lease_ms=LEASE_MS) == []
@@ -92,10 +92,10 @@ async def test_lost_node_jobs_come_back_before_their_leases_expire(
     a, _ = await store.enqueue(spec())
     b, _ = await store.enqueue(spec(max_attempts=1))
     await store.claim("n1", capacity=2, lease_ms=LEASE_MS)
-    clock.advance(registry.lost_after_ms + 1)
+    await clock.step(registry.lost_after_ms + 1)
     await _ready(registry, "n2")
     assert await registry.lost_nodes() == ["n1"]
-    marked, ids = await store.reap_node("n1", lost_before_ms=registry.lost_cutoff_ms())
+    marked, ids = await store.reap_node("n1", lost_after_ms=registry.lost_after_ms)
     assert marked
     assert sorted(ids) == sorted([a.id, b.id])
     requeued, failed = await store.get(a.id), await store.get(b.id)
@@ -123,9 +123,9 @@ async def test_concurrent_reapers_mark_a_lost_node_once(
     await _ready(registry, "n1")
     ids = [(await stores[0].enqueue(spec()))[0].id for _ in range(20)]
     await stores[0].claim("n1", capacity=20, lease_ms=LEASE_MS)
-    clock.advance(registry.lost_after_ms + 1)
-    cutoff = registry.lost_cutoff_ms()
-    results = await asyncio.gather(*(s.reap_node("n1", lost_before_ms=cutoff) for s in stores))
+    await clock.step(registry.lost_after_ms + 1)
+    lost_after = registry.lost_after_ms
+    results = await asyncio.gather(*(s.reap_node("n1", lost_after_ms=lost_after) for s in stores))
     assert sum(marked for marked, _ in results) == 1
     taken = Counter(job_id for _, got in results for job_id in got)
     assert sorted(taken) == sorted(ids)
@@ -138,10 +138,10 @@ async def test_a_node_that_beat_again_keeps_its_jobs(
     await _ready(registry, "n1")
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
-    clock.advance(registry.lost_after_ms + 1)
-    cutoff = registry.lost_cutoff_ms()  # read by a reaper ...
+    await clock.step(registry.lost_after_ms + 1)
+    assert await registry.lost_nodes() == ["n1"]  # read by a reaper ...
     await _ready(registry, "n1")  # ... then the node's heartbeat lands
-    assert await store.reap_node("n1", lost_before_ms=cutoff) == (False, [])
+    assert await store.reap_node("n1", lost_after_ms=registry.lost_after_ms) == (False, [])
     assert await store.jobs_of("n1") == [job.id]
 
 

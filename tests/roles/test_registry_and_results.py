@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo, NodeState
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import LOST_AFTER_BEATS, NodeRegistry
+from tests.support.clock import SteppedClock
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ def keys(redis_config: RedisConfig) -> Keys:
 async def test_heartbeat_then_lost_after_missed_beats(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
-    clock = FrozenClock()
+    clock = SteppedClock(redis_client, keys)
+    await clock.freeze()
     registry = NodeRegistry(redis_client, keys, clock, heartbeat_ms=1000)
     await registry.heartbeat(NodeInfo(node_id="n1", comfy_healthy=True))
     await registry.heartbeat(NodeInfo(node_id="n2"))
@@ -30,7 +31,7 @@ async def test_heartbeat_then_lost_after_missed_beats(
     assert got is not None
     assert got.state is NodeState.READY
     assert got.last_seen_ms == clock.now_ms()
-    clock.advance(LOST_AFTER_BEATS * 1000 + 1)
+    await clock.step(LOST_AFTER_BEATS * 1000 + 1)
     await registry.heartbeat(NodeInfo(node_id="n2"))
     assert await registry.lost_nodes() == ["n1"]
     states = {n.node_id: n.state for n in await registry.all()}

@@ -29,7 +29,7 @@ async def test_cancel_job_waiting_out_a_backoff(store: JobStore, clock: FrozenCl
     cancelled = await store.cancel(job.id)
     assert cancelled.status is JobStatus.CANCELLED
     assert cancelled.not_before_ms is None
-    clock.advance(2_000)
+    await clock.step(2_000)
     assert await store.claim("n", lease_ms=LEASE_MS) == []
     assert (await store.stats())["delayed"] == 0
 

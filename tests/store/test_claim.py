@@ -12,7 +12,7 @@ from .conftest import LEASE_MS, StoreFactory, spec
 
 async def test_claim_records_owner_lease_and_attempt(store: JobStore, clock: FrozenClock) -> None:
     job, _ = await store.enqueue(spec())
-    clock.advance(5)
+    await clock.step(5)
     (got,) = await store.claim("n1", lease_ms=LEASE_MS)
     assert got.id == job.id
     assert got.status is JobStatus.RUNNING

@@ -106,11 +106,11 @@ async def test_every_job_field_round_trips(store: JobStore, clock: FrozenClock) 
         comfy_node_type="KSampler",
         details={"trace": ["a"], "empty": []},
     )
-    clock.advance(10)
+    await clock.step(10)
     await store.fail(job.id, "n1", error)
-    clock.advance(10)
+    await clock.step(10)
     await store.claim("n1", pools=["big"], lease_ms=LEASE_MS)
-    clock.advance(10)
+    await clock.step(10)
     output = OutputRef(index=0, filename="a.png", size=10, node_id="9", sha256="ff")
     done = await store.complete(job.id, "n1", [output])
 

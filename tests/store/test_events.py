@@ -134,7 +134,7 @@ async def test_wait_for_work_wakes_on_release_and_requeue(
     await other.release(job.id, "n")
     assert await node.wait_for_work(60)
     await other.claim("n", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     assert await other.requeue_expired() == [job.id]
     assert await node.wait_for_work(60)
 

@@ -17,9 +17,9 @@ OUT = [OutputRef(index=0, filename="a.png", size=1)]
 async def test_renew_moves_the_deadline(store: JobStore, clock: FrozenClock) -> None:
     job, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS - 1)
+    await clock.step(LEASE_MS - 1)
     assert await store.renew(job.id, "n1", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS - 1)
+    await clock.step(LEASE_MS - 1)
     assert await store.requeue_expired() == []
     renewed = await store.get(job.id)
     assert renewed is not None
@@ -31,7 +31,7 @@ async def test_expired_lease_is_requeued_with_history(store: JobStore, clock: Fr
     job, _ = await store.enqueue(spec())
     later, _ = await store.enqueue(spec())
     await store.claim("n1", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     assert await store.requeue_expired() == [job.id]
     back = await store.get(job.id)
     assert back is not None
@@ -53,7 +53,7 @@ async def test_late_writes_from_a_reaped_owner_are_refused(
 ) -> None:
     job, _ = await store.enqueue(spec())
     await store.claim("old", lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS + 1)
+    await clock.step(LEASE_MS + 1)
     await store.requeue_expired()
     # Reaped but not yet reclaimed: still not the old owner's job.
     with pytest.raises(NotOwner):
@@ -105,7 +105,7 @@ async def test_two_reapers_racing_requeue_each_job_once(
     store = await make_store()
     ids = [(await store.enqueue(spec()))[0].id for _ in range(60)]
     await store.claim("n", capacity=60, lease_ms=LEASE_MS)
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     reapers = [await make_store() for _ in range(2)]
 
     async def reap(reaper: JobStore) -> list[str]:
@@ -131,7 +131,7 @@ async def test_lease_expiry_with_attempts_used_up_fails(
     job, _ = await store.enqueue(spec(max_attempts=2))
     for _ in range(2):
         await store.claim("n", lease_ms=LEASE_MS)
-        clock.advance(LEASE_MS)
+        await clock.step(LEASE_MS)
         assert await store.requeue_expired() == [job.id]
     failed = await store.get(job.id)
     assert failed is not None
@@ -152,3 +152,24 @@ async def test_finished_job_expires_after_retention(
     await store.complete(job.id, "n", OUT)
     assert 0 < await store.redis.pttl(store.keys.job(job.id)) <= 60_000
     assert 0 < await store.redis.pttl(store.keys.events(job.id)) <= 60_000
+
+
+async def test_a_write_about_an_old_attempt_cannot_settle_the_new_one(
+    store: JobStore, clock: FrozenClock
+) -> None:
+    # The node loses its lease, the job comes back, and the same node claims it again: a
+    # late write about the first attempt names that attempt and is refused.
+    job, _ = await store.enqueue(spec(max_attempts=3))
+    (first,) = await store.claim("n1", lease_ms=LEASE_MS)
+    await clock.step(LEASE_MS)
+    assert await store.requeue_expired() == [job.id]
+    (second,) = await store.claim("n1", lease_ms=LEASE_MS)
+    assert (first.attempts, second.attempts) == (1, 2)
+    with pytest.raises(NotOwner):
+        await store.fail(job.id, "n1", FLAKY_LATE, attempt=first.attempts)
+    assert not await store.renew(job.id, "n1", lease_ms=LEASE_MS, attempt=first.attempts)
+    done = await store.complete(job.id, "n1", [], attempt=second.attempts)
+    assert done.status is JobStatus.SUCCEEDED
+
+
+FLAKY_LATE = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="late", retryable=True)

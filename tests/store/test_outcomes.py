@@ -16,7 +16,7 @@ BROKEN = JobError(code=JobErrorCode.EXECUTION_ERROR, message="bad node", retryab
 async def test_complete_records_outputs_once(store: JobStore, clock: FrozenClock) -> None:
     job, _ = await store.enqueue(spec())
     await store.claim("n", lease_ms=LEASE_MS)
-    clock.advance(100)
+    await clock.step(100)
     outputs = [OutputRef(index=i, filename=f"{i}.png", size=i + 1) for i in range(2)]
     done = await store.complete(job.id, "n", outputs)
     assert done.status is JobStatus.SUCCEEDED
@@ -81,9 +81,9 @@ async def test_backoff_delays_the_retry(store: JobStore, clock: FrozenClock) -> 
     assert await store.queue_position(job.id) is None
     assert (await store.stats())["delayed"] == 1
 
-    clock.advance(4_999)
+    await clock.step(4_999)
     assert await store.claim("n", lease_ms=LEASE_MS) == []
-    clock.advance(1)
+    await clock.step(1)
     (again,) = await store.claim("n", lease_ms=LEASE_MS)
     assert again.id == job.id
     assert again.not_before_ms is None
@@ -95,7 +95,7 @@ async def test_backed_off_job_keeps_its_place(store: JobStore, clock: FrozenCloc
     await store.claim("n", lease_ms=LEASE_MS)
     await store.fail(job.id, "n", FLAKY, backoff_ms=1_000)
     later, _ = await store.enqueue(spec())
-    clock.advance(1_000)
+    await clock.step(1_000)
     # The reaper promotes due jobs too, so they show up in the queue before any claim.
     assert await store.requeue_expired() == []
     assert await store.queue_position(job.id) == 0

@@ -11,11 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts import store as alert_store
-from comfyfleet.store import apikeys, inputs, leader, logins, webhooks
+from comfyfleet.store import apikeys, inputs, leader, logins, nodes, webhooks
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
     Namespace,
+    NoArgs,
     read_lua,
     source,
 )
@@ -36,6 +37,8 @@ STANDALONE_ARGS: dict[str, type] = {
     "input_put": inputs.PutArgs,
     "input_hold": inputs.HoldArgs,
     "leader_acquire": leader.AcquireArgs,
+    "heartbeat": nodes.HeartbeatArgs,
+    "clock_now": NoArgs,
     "leader_renew": leader.RenewArgs,
     "login_failed": logins.FailedArgs,
     "login_wait": logins.WaitArgs,

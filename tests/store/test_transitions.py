@@ -99,7 +99,7 @@ async def _drive_reaper_scripts(rec: Recorder, store: JobStore, clock: FrozenClo
     for job_id in (requeued, last, cancelled):
         await rec.claim(job_id)
     await rec.run("cancel", [cancelled], lambda: store.cancel(cancelled))
-    clock.advance(LEASE_MS)
+    await clock.step(LEASE_MS)
     ids = [requeued, last, cancelled]
     handled = await rec.run("requeue_expired", ids, lambda: store.requeue_expired())
     assert sorted(handled) == sorted(ids)
@@ -111,9 +111,8 @@ async def _drive_reaper_scripts(rec: Recorder, store: JobStore, clock: FrozenClo
         await rec.claim(job_id, node="gone", pool="reap")
     await rec.run("cancel", [cancelled], lambda: store.cancel(cancelled))
     ids = [requeued, last, cancelled]
-    cutoff = clock.now_ms()
     marked, taken = await rec.run(
-        "reap_node", ids, lambda: store.reap_node("gone", lost_before_ms=cutoff)
+        "reap_node", ids, lambda: store.reap_node("gone", lost_after_ms=0)
     )
     assert marked
     assert sorted(taken) == sorted(ids)

@@ -69,10 +69,10 @@ async def test_retries_back_off_exponentially_then_deliver(
     await dispatcher.run_once()
     assert len(receiver.got) == 1
     for attempt, delay in ((2, BASE_MS), (3, 2 * BASE_MS), (4, 4 * BASE_MS)):
-        clock.advance(delay - 1)
+        await clock.step(delay - 1)
         await dispatcher.run_once()
         assert len(receiver.got) == attempt - 1, f"attempt {attempt} came early"
-        clock.advance(1)
+        await clock.step(1)
         await dispatcher.run_once()
         assert len(receiver.got) == attempt
     assert await hooks.pending() == 0
@@ -96,9 +96,9 @@ async def test_gives_up_after_max_attempts_and_at_once_on_410(
     job = await finished(jobs, receiver.url)
     dispatcher = await make_dispatcher(max_attempts=2)
     await dispatcher.run_once()
-    clock.advance(BASE_MS)
+    await clock.step(BASE_MS)
     await dispatcher.run_once()
-    clock.advance(10 * BASE_MS)
+    await clock.step(10 * BASE_MS)
     await dispatcher.run_once()
     assert len(receiver.got) == 2
     assert await hooks.pending() == 0
@@ -130,7 +130,7 @@ async def test_a_restarted_dispatcher_delivers_what_the_stopped_one_left(
     await stop(task)  # as the balancer does: a cancel can be lost inside redis-py on 3.11
     await first.close()
 
-    clock.advance(BASE_MS)
+    await clock.step(BASE_MS)
     second = await make_dispatcher()
     task = asyncio.create_task(second.run())
     try:
@@ -154,7 +154,7 @@ async def test_a_claim_held_by_a_dead_sender_lapses_and_is_sent_again(
     [lost] = await hooks.claim(clock.now_ms(), lease_ms=30_000, limit=10)
     await dispatcher.run_once()
     assert receiver.got == []
-    clock.advance(30_000)
+    await clock.step(30_000)
     await dispatcher.run_once()
     assert len(receiver.got) == 1
     assert receiver.got[0].headers["webhook-id"] == lost.id
@@ -220,7 +220,7 @@ async def test_progress_and_state_are_forwarded_when_asked_for(
     progress = next(orjson.loads(r.body) for r in receiver.got if b"job.progress" in r.body)
     assert progress["data"]["value"] == 5, "progress is coalesced to the newest"
     await jobs.complete(job.id, "n1", [OUTPUT])
-    clock.advance(1000)
+    await clock.step(1000)
     await dispatcher.run_once()
     kinds = [orjson.loads(r.body)["type"] for r in receiver.got]
     assert kinds.count("job.succeeded") == 1

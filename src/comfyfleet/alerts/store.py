@@ -23,7 +23,7 @@ from comfyfleet.alerts.model import AlertState, Notification
 from comfyfleet.alerts.rules import Counters
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import FencedScript, Lease
-from comfyfleet.store.scripts import Script, fields_of, guarded, read_lua, standalone, text
+from comfyfleet.store.scripts import NoArgs, Script, fields_of, guarded, read_lua, standalone, text
 from comfyfleet.store.webhooks import DEAD_TTL_MS, ClaimArgs, Delivery, SettleArgs
 
 LEADER_NAME = "alerts"
@@ -47,6 +47,7 @@ class AlertStore:
         self._commit: FencedScript[CommitArgs] = FencedScript(redis, read_lua("alerts_commit"))
         self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
         self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
+        self._clock_now: Script[NoArgs] = standalone(redis, "clock_now", clock=True)
 
     @property
     def leader_key(self) -> str:
@@ -131,6 +132,6 @@ class AlertStore:
 
     @guarded
     async def now_ms(self) -> int:
-        """Redis's clock (ms): every decision of a round uses the one clock."""
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        """The fleet's clock (Redis TIME, lua/_clock.lua; ms): every decision of a round
+        uses the one clock."""
+        return int(await self._clock_now([self.keys.clock], NoArgs()))

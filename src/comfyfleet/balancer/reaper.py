@@ -62,26 +62,29 @@ class Reaper:
         self.nodes = nodes
         self.interval_s = interval_s
         self.forget_after_ms = forget_after_ms
-        # After this reaper could not reach Redis, nodes could not either: their heartbeats
-        # are stale through no fault of theirs, so lost nodes are not reaped before this
-        # time (ms). Leases still expire as usual.
-        self.lost_reaping_from_ms = 0
+        # After this reaper could not reach Redis (or Redis refused writes, being full),
+        # nodes could not write either: their heartbeats and lease renewals are stale
+        # through no fault of theirs. So nothing is reaped -- lost nodes nor expired
+        # leases -- until one lost bound after Redis answers again (ms, the fleet's clock).
+        self._outage = False
+        self.grace_until_ms = 0
 
     def outage_seen(self) -> None:
-        """Redis was unreachable: give nodes one lost bound to heartbeat again."""
-        self.lost_reaping_from_ms = self.jobs.clock.now_ms() + self.nodes.lost_after_ms
+        """Redis was unreachable or full: give nodes one lost bound to write again."""
+        self._outage = True
 
     async def run_once(self) -> ReapResult:
         """One pass: lost nodes first (their jobs come back without waiting for leases),
         then expired leases, then forget nodes lost for long. For tests, one step."""
         result = ReapResult()
-        lost = await self.nodes.lost_nodes()
-        if self.jobs.clock.now_ms() < self.lost_reaping_from_ms:
-            lost = []
-        for node_id in lost:
-            marked, ids = await self.jobs.reap_node(
-                node_id, lost_before_ms=self.nodes.lost_cutoff_ms()
-            )
+        now = await self.nodes.now_ms()
+        if self._outage:
+            self._outage, self.grace_until_ms = False, now + self.nodes.lost_after_ms
+            log.info("reaper_grace", until_ms=self.grace_until_ms)
+        if now < self.grace_until_ms:
+            return result
+        for node_id in await self.nodes.lost_nodes():
+            marked, ids = await self.jobs.reap_node(node_id, lost_after_ms=self.nodes.lost_after_ms)
             if marked:
                 result.lost_nodes.append(node_id)
                 log.warning("node_lost", lost_node=node_id, jobs=ids[:20], count=len(ids))
@@ -95,11 +98,10 @@ class Reaper:
                 break
         if result.expired:
             log.warning("leases_expired", count=len(result.expired), jobs=result.expired[:20])
-        await self._forget_long_lost()
+        await self._forget_long_lost(now)
         return result
 
-    async def _forget_long_lost(self) -> None:
-        now = self.jobs.clock.now_ms()
+    async def _forget_long_lost(self, now: int) -> None:
         for node_id, since_ms in (await self.nodes.marked_lost()).items():
             if now - since_ms >= self.forget_after_ms:
                 await self.nodes.forget(node_id)

@@ -5,7 +5,11 @@ Leases: `claim` records owner + deadline (now + lease_ms); only that owner may `
 `complete`, `fail`, `release` or `finish_cancelled`, and only while the job runs. Once the
 deadline passes, `requeue_expired` (the reaper) takes the job back; a late write by the old
 owner is then refused with NotOwner (or InvalidTransition once the job has finished), so the
-visible outcome is decided exactly once. All times come from the injected Clock (ms).
+visible outcome is decided exactly once. The lease is (node, attempt): owner writes may
+name the attempt they are about (`attempt=`), so a node that lost a lease and claimed the
+job again cannot settle the new attempt with a late write about the old. Every time a
+script stamps or compares is the fleet's clock (Redis TIME, lua/_clock.lua), never the
+caller's; `now_ms` reads it.
 """
 
 from __future__ import annotations
@@ -45,14 +49,17 @@ from comfyfleet.store.scripts import (
     FailArgs,
     JobScripts,
     Namespace,
+    NoArgs,
     OwnerArgs,
     ReapNodeArgs,
     RenewArgs,
     RequeueExpiredArgs,
+    Script,
     fields_of,
     guarded,
     job_of,
     refusal,
+    standalone,
     text,
 )
 
@@ -107,6 +114,7 @@ class JobStore:
         self._events = EventLog(redis, keys, maxlen=events_maxlen)
         self._wake = WakeListener(redis, keys.wake_channel)
         self._status_keys = [keys.jobs_by_status(s) for s in STATUS_ORDER]
+        self._clock_now: Script[NoArgs] = standalone(redis, "clock_now", clock=True)
         self._owns_client = False
 
     @classmethod
@@ -146,11 +154,9 @@ class JobStore:
         job_id = job_id or uuid.uuid4().hex
         if not _JOB_ID.match(job_id):
             raise ValidationFailed(f"invalid job id {job_id!r}", field="job_id")
-        now = self.clock.now_ms()
+        # created_ms / updated_ms are stamped by the script, from the fleet's clock.
         job = Job(
             id=job_id,
-            created_ms=now,
-            updated_ms=now,
             idempotency_key=idempotency_key,
             **spec.model_dump(),
         )
@@ -166,7 +172,6 @@ class JobStore:
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(idempotency_key))
         args = EnqueueArgs(
-            now_ms=now,
             job_id=job_id,
             idempotency_ttl_ms=self.idempotency_ttl_ms,
             queue_limit=max(0, queue_limit or 0),
@@ -209,38 +214,40 @@ class JobStore:
             self.keys.stats,
             *(self.keys.queue(pool) for pool in dict.fromkeys(pools)),
         ]
-        now = self.clock.now_ms()
         args = ClaimArgs(
-            now_ms=now,
             node_id=node_id,
             capacity=capacity,
             lease_ms=lease_ms,
             promote_limit=PROMOTE_LIMIT,
-            ready_since_ms=now - ready_within_ms,
+            ready_within_ms=ready_within_ms,
             scan=CLAIM_SCAN,
         )
         reply = await self._scripts.claim(keys, args)
         return [job_of(fields) for fields in reply]
 
     @guarded
-    async def renew(self, job_id: str, node_id: str, *, lease_ms: int) -> bool:
+    async def renew(self, job_id: str, node_id: str, *, lease_ms: int, attempt: int = 0) -> bool:
         """Push the lease deadline to now + `lease_ms` ms. False when `node_id` does not
         hold the lease of a running job (lost it, or the job ended): stop working on it."""
         keys = [*self._status_keys, self.keys.job(job_id), self.keys.running]
         keys.append(self.keys.events(job_id))
-        args = RenewArgs(self.clock.now_ms(), job_id, node_id, lease_ms)
+        args = RenewArgs(job_id, node_id, lease_ms, attempt)
         return int(await self._scripts.renew(keys, args)) == 1
 
     @guarded
-    async def complete(self, job_id: str, node_id: str, outputs: Sequence[OutputRef]) -> Job:
+    async def complete(
+        self, job_id: str, node_id: str, outputs: Sequence[OutputRef], *, attempt: int = 0
+    ) -> Job:
         """The owner records success. NotOwner / InvalidTransition (finished) / NotFound."""
         payload = orjson.dumps([o.model_dump(mode="json") for o in outputs]).decode()
-        args = CompleteArgs(self.clock.now_ms(), job_id, node_id, payload)
+        args = CompleteArgs(job_id, node_id, payload, attempt)
         reply = await self._scripts.complete(self._owner_keys(job_id, node_id), args)
         return self._answer(reply, job_id, node_id)
 
     @guarded
-    async def fail(self, job_id: str, node_id: str, error: JobError, *, backoff_ms: int = 0) -> Job:
+    async def fail(
+        self, job_id: str, node_id: str, error: JobError, *, backoff_ms: int = 0, attempt: int = 0
+    ) -> Job:
         """The owner reports a failed attempt. Retryable with attempts left: queued again at
         its place, claimable from now + `backoff_ms` ms. Else failed. Cancel requested:
         cancelled. Same refusals as `complete`."""
@@ -249,22 +256,22 @@ class JobStore:
         keys = self._owner_keys(job_id, node_id)
         keys += [self.keys.queue(await self._pool_of(job_id)), self.keys.delayed]
         args = FailArgs(
-            now_ms=self.clock.now_ms(),
             job_id=job_id,
             node_id=node_id,
             error_json=error.model_dump_json(),
             retryable=error.retryable,
             backoff_ms=max(0, backoff_ms),
+            attempt=attempt,
         )
         return self._answer(await self._scripts.fail(keys, args), job_id, node_id)
 
     @guarded
-    async def release(self, job_id: str, node_id: str) -> Job:
+    async def release(self, job_id: str, node_id: str, *, attempt: int = 0) -> Job:
         """The owner hands the job back untried: queued at its place, attempt not counted
         (cancelled instead if a cancel was requested). Same refusals as `complete`."""
         keys = self._owner_keys(job_id, node_id)
         keys.append(self.keys.queue(await self._pool_of(job_id)))
-        args = OwnerArgs(self.clock.now_ms(), job_id, node_id)
+        args = OwnerArgs(job_id, node_id, attempt)
         return self._answer(await self._scripts.release(keys, args), job_id, node_id)
 
     @guarded
@@ -280,13 +287,13 @@ class JobStore:
             self.keys.events(job_id),
             self.keys.stats,
         ]
-        args = CancelArgs(self.clock.now_ms(), job_id)
+        args = CancelArgs(job_id)
         return self._answer(await self._scripts.cancel(keys, args), job_id, None)
 
     @guarded
-    async def finish_cancelled(self, job_id: str, node_id: str) -> Job:
+    async def finish_cancelled(self, job_id: str, node_id: str, *, attempt: int = 0) -> Job:
         """The owner reports the job stopped: running -> cancelled."""
-        args = OwnerArgs(self.clock.now_ms(), job_id, node_id)
+        args = OwnerArgs(job_id, node_id, attempt)
         keys = self._owner_keys(job_id, node_id)
         return self._answer(await self._scripts.finish_cancelled(keys, args), job_id, node_id)
 
@@ -296,19 +303,20 @@ class JobStore:
         their place (attempt recorded as `lease_expired`), failed when out of attempts, or
         cancelled when a cancel was requested. Returns their ids. Safe to run concurrently."""
         keys = [*self._status_keys, self.keys.running, self.keys.delayed, self.keys.stats]
-        args = RequeueExpiredArgs(self.clock.now_ms(), limit)
+        args = RequeueExpiredArgs(limit)
         reply = await self._scripts.requeue_expired(keys, args)
         return [text(job_id) for job_id in reply]
 
     @guarded
-    async def reap_node(self, node_id: str, *, lost_before_ms: int) -> tuple[bool, list[str]]:
-        """If `node_id` was last seen at or before `lost_before_ms` (ms), mark it lost and take
-        back every job it holds (requeued avoiding it, or failed when out of attempts, or
-        cancelled). Returns (marked now, ids taken back); marked is True for exactly one of
-        any number of concurrent callers. A node seen since then is left alone: (False, [])."""
+    async def reap_node(self, node_id: str, *, lost_after_ms: int) -> tuple[bool, list[str]]:
+        """If `node_id` was last seen `lost_after_ms` ms ago or longer (by the fleet's clock),
+        mark it lost and take back every job it holds (requeued avoiding it, or failed when
+        out of attempts, or cancelled). Returns (marked now, ids taken back); marked is True
+        for exactly one of any number of concurrent callers. A node seen since then is left
+        alone: (False, [])."""
         keys = [*self._status_keys, self.keys.running, self.keys.stats, self.keys.nodes]
         keys += [self.keys.owned(node_id), self.keys.lost]
-        args = ReapNodeArgs(self.clock.now_ms(), node_id, lost_before_ms)
+        args = ReapNodeArgs(node_id, lost_after_ms)
         reply = await self._scripts.reap_node(keys, args)
         return int(reply[0]) == 1, [text(job_id) for job_id in reply[1:]]
 
@@ -336,6 +344,23 @@ class JobStore:
         return job_of(reply[1])
 
     # -- reads -------------------------------------------------------------------------
+
+    @guarded
+    async def memory_full(self) -> str | None:
+        """Why Redis refuses writes for lack of memory (used >= maxmemory), or None."""
+        info: Any = await self.redis.info("memory")
+        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        if limit and used >= limit:
+            return (
+                f"redis is full: {used} of its maxmemory {limit} bytes used; submits are "
+                "refused (507) until memory frees"
+            )
+        return None
+
+    @guarded
+    async def now_ms(self) -> int:
+        """The fleet's time (ms since the epoch): what the scripts stamp and compare."""
+        return int(await self._clock_now([self.keys.clock], NoArgs()))
 
     @guarded
     async def get(self, job_id: str) -> Job | None:

@@ -39,6 +39,10 @@ key                        type   TTL             written by
 {ns}:blob:<object key>     STRING output TTL      blobs/redis_blobs.py (Redis blob store only):
                                                   output bytes, renamed here once whole
 {ns}:blob-part:<token>     STRING 10 min          blobs/redis_blobs.py: a blob being written
+{ns}:clock                 HASH   -               the test suite only (lua/_clock.lua): frozen_ms
+                                                  replaces Redis TIME, or offset_ms is added to
+                                                  it; nothing in the fleet writes it and no API
+                                                  reaches it
 {ns}:stats                 HASH   -               job scripts: counters (enqueued, claimed,
                                                   succeeded, failed, cancelled, retried,
                                                   expired, released, stale)
@@ -195,6 +199,12 @@ class Keys:
 
     def blob_part(self, token: str) -> str:
         return f"{self.prefix}:blob-part:{token}"
+
+    @property
+    def clock(self) -> str:
+        """The test suite's steering of the fleet's clock (lua/_clock.lua); never written
+        by the fleet itself."""
+        return f"{self.prefix}:clock"
 
     @property
     def stats(self) -> str:

@@ -4,12 +4,15 @@ A node rewrites its record every heartbeat with a TTL of a few heartbeats, score
 the nodes index by last-seen time, and -- while it is ready to claim -- in the ready index
 of each pool it serves (claim reads that to know whether another node could take a job).
 A node whose last-seen is older than the lost bound is lost: readers report it so, and the
-reaper marks it (`{ns}:lost`) and takes back its jobs (`JobStore.reap_node`).
+reaper marks it (`{ns}:lost`) and takes back its jobs (`JobStore.reap_node`). Last-seen
+times are the fleet's clock (Redis TIME, stamped by lua/heartbeat.lua), never the node's:
+a node's own clock only serves to measure how far it is off (`heartbeat` returns that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,12 +21,20 @@ import redis.asyncio as aioredis
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.models.node import NodeInfo, NodeState
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded, text
+from comfyfleet.store.scripts import NoArgs, Script, guarded, standalone, text
 
 DEFAULT_HEARTBEAT_MS = 2_000
 # A node missing this many heartbeats in a row is lost.
 LOST_AFTER_BEATS = 3
 DEFAULT_LOST_AFTER_MS = DEFAULT_HEARTBEAT_MS * LOST_AFTER_BEATS
+
+
+@dataclass(frozen=True)
+class HeartbeatArgs:
+    node_id: str
+    record: str  # NodeInfo JSON; last_seen_ms is the score the script stamps
+    record_ttl_ms: int
+    ready: bool
 
 
 class NodeRegistry:
@@ -41,31 +52,35 @@ class NodeRegistry:
         self.keys = keys
         self.clock = clock
         self.heartbeat_ms = heartbeat_ms
+        self._heartbeat: Script[HeartbeatArgs] = standalone(redis, "heartbeat", clock=True)
+        self._clock_now: Script[NoArgs] = standalone(redis, "clock_now", clock=True)
 
     @property
     def lost_after_ms(self) -> int:
         return self.heartbeat_ms * LOST_AFTER_BEATS
 
     @guarded
-    async def heartbeat(self, info: NodeInfo) -> None:
-        """Write the node's record with a TTL and its last-seen score; list it in the ready
-        index of its pools while it is ready, and clear a lost mark (it is back)."""
-        now = self.clock.now_ms()
-        record = info.model_copy(update={"last_seen_ms": now})
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(
-                self.keys.node(info.node_id),
-                orjson.dumps(record.model_dump(mode="json")),
-                px=self.lost_after_ms * 10,
-            )
-            pipe.zadd(self.keys.nodes, {info.node_id: now})
-            pipe.zrem(self.keys.lost, info.node_id)
-            for pool in info.pools:
-                if info.state is NodeState.READY:
-                    pipe.zadd(self.keys.ready(pool), {info.node_id: now})
-                else:
-                    pipe.zrem(self.keys.ready(pool), info.node_id)
-            await pipe.execute()
+    async def heartbeat(self, info: NodeInfo) -> int:
+        """Write the node's record with a TTL and its last-seen score (the fleet's clock);
+        list it in the ready index of its pools while it is ready, and clear a lost mark
+        (it is back). Returns how far this process's clock is ahead of the fleet's (ms,
+        negative: behind), measured around the call."""
+        keys = [self.keys.node(info.node_id), self.keys.nodes, self.keys.lost, self.keys.clock]
+        keys += [self.keys.ready(pool) for pool in info.pools]
+        args = HeartbeatArgs(
+            node_id=info.node_id,
+            record=orjson.dumps(info.model_dump(mode="json")).decode(),
+            record_ttl_ms=self.lost_after_ms * 10,
+            ready=info.state is NodeState.READY,
+        )
+        sent = self.clock.now_ms()
+        fleet_now = int(await self._heartbeat(keys, args))
+        return (sent + self.clock.now_ms()) // 2 - fleet_now
+
+    @guarded
+    async def now_ms(self) -> int:
+        """The fleet's time (ms since the epoch): what heartbeats and the reaper compare."""
+        return int(await self._clock_now([self.keys.clock], NoArgs()))
 
     @guarded
     async def deregister(self, node_id: str, pools: Sequence[str] = ()) -> None:
@@ -74,40 +89,41 @@ class NodeRegistry:
 
     @guarded
     async def get(self, node_id: str) -> NodeInfo | None:
-        raw = await self.redis.get(self.keys.node(node_id))
-        if raw is None:
-            return None
-        info = NodeInfo.model_validate(orjson.loads(raw))
-        return self._with_liveness(info)
-
-    def _with_liveness(self, info: NodeInfo) -> NodeInfo:
-        if self.clock.now_ms() - info.last_seen_ms > self.lost_after_ms:
-            return info.model_copy(update={"state": NodeState.LOST})
-        return info
+        nodes = await self._read([node_id])
+        return nodes[0] if nodes else None
 
     @guarded
     async def all(self) -> list[NodeInfo]:
         """Every registered node, lost ones included (marked LOST), by id."""
         ids = [text(i) for i in await self.redis.zrange(self.keys.nodes, 0, -1)]
+        return sorted(await self._read(ids), key=lambda n: n.node_id)
+
+    async def _read(self, ids: Sequence[str]) -> list[NodeInfo]:
+        """The records of `ids` that exist, each with its last-seen time (the score the
+        heartbeat script stamped) and LOST when that is older than the lost bound."""
         if not ids:
             return []
-        raws = await self.redis.mget([self.keys.node(i) for i in ids])
-        nodes = [
-            self._with_liveness(NodeInfo.model_validate(orjson.loads(raw)))
-            for raw in raws
-            if raw is not None
-        ]
-        return sorted(nodes, key=lambda n: n.node_id)
+        now = await self.now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([self.keys.node(i) for i in ids])
+            pipe.zmscore(self.keys.nodes, list(ids))
+            raws, seen = await pipe.execute()
+        nodes = []
+        for raw, last_seen in zip(raws, seen, strict=True):
+            if raw is None or last_seen is None:
+                continue
+            info = NodeInfo.model_validate(orjson.loads(raw))
+            update: dict[str, Any] = {"last_seen_ms": int(last_seen)}
+            if now - int(last_seen) > self.lost_after_ms:
+                update["state"] = NodeState.LOST
+            nodes.append(info.model_copy(update=update))
+        return nodes
 
     @guarded
     async def lost_nodes(self) -> list[str]:
-        """Ids whose last heartbeat is older than the lost bound."""
-        cutoff = self.lost_cutoff_ms()
+        """Ids whose last heartbeat is older than the lost bound (the fleet's clock)."""
+        cutoff = await self.now_ms() - self.lost_after_ms
         return [text(i) for i in await self.redis.zrangebyscore(self.keys.nodes, 0, cutoff)]
-
-    def lost_cutoff_ms(self) -> int:
-        """A node last seen at or before this time (ms since the epoch) is lost."""
-        return self.clock.now_ms() - self.lost_after_ms
 
     @guarded
     async def marked_lost(self) -> dict[str, int]:

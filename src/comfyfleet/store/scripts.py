@@ -23,9 +23,16 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from comfyfleet.errors import ComfyfleetError, InvalidTransition, NotFound, NotOwner, StoreError
+from comfyfleet.errors import (
+    ComfyfleetError,
+    InvalidTransition,
+    NotFound,
+    NotOwner,
+    StoreError,
+    StoreFull,
+)
 from comfyfleet.models.job import MAX_PRIORITY, Job, JobErrorCode, JobStatus
 from comfyfleet.store.keys import Keys
 
@@ -53,6 +60,10 @@ COUNTERS = (
 )
 
 Args = TypeVar("Args")
+# What Redis answers a write (or a script's first write) while used memory is above
+# maxmemory under the noeviction policy ("OOM command not allowed when used memory >
+# 'maxmemory'"; the "OOM" code is cut off the message inside scripts).
+OOM_REPLY = "used memory > 'maxmemory'"
 
 
 def read_lua(name: str) -> str:
@@ -76,9 +87,16 @@ class Script(Generic[Args]):
         return await self._script(keys=list(keys), args=argv)
 
 
-def standalone(redis: aioredis.Redis, name: str) -> Script[Any]:
-    """A script that stands alone (`lua/<name>.lua`, no job prelude): it reads `A`."""
-    return Script(redis, ARGS_PRELUDE + read_lua(name))
+def standalone(redis: aioredis.Redis, name: str, *, clock: bool = False) -> Script[Any]:
+    """A script that stands alone (`lua/<name>.lua`, no job prelude): it reads `A`, and
+    with `clock` may call `clock_ms(key)` (lua/_clock.lua) for the fleet's time."""
+    prelude = ARGS_PRELUDE + (read_lua("_clock") + "\n" if clock else "")
+    return Script(redis, prelude + read_lua(name))
+
+
+@dataclass(frozen=True)
+class NoArgs:
+    """For a script that takes no arguments."""
 
 
 # -- job scripts --------------------------------------------------------------------------
@@ -99,6 +117,7 @@ class Namespace:
     cancel_channel: str
     webhook_ended: str
     webhook_fleet: str
+    clock_key: str
     hist: str
     stats_ended: str
     events_maxlen: int
@@ -116,6 +135,7 @@ class Namespace:
             cancel_channel=keys.cancel_channel,
             webhook_ended=keys.webhook_ended,
             webhook_fleet=keys.webhook_fleet,
+            clock_key=keys.clock,
             hist=keys.hist,
             stats_ended=keys.stats_ended,
             events_maxlen=events_maxlen,
@@ -125,7 +145,6 @@ class Namespace:
 
 @dataclass(frozen=True)
 class EnqueueArgs:
-    now_ms: int
     job_id: str
     idempotency_ttl_ms: int
     queue_limit: int  # refuse when the pool's queue holds this many jobs; 0: no bound
@@ -134,67 +153,63 @@ class EnqueueArgs:
 
 @dataclass(frozen=True)
 class ClaimArgs:
-    now_ms: int
     node_id: str
     capacity: int
     lease_ms: int
     promote_limit: int
-    ready_since_ms: int  # a node last seen ready before this does not count as ready
+    ready_within_ms: int  # a node last seen ready longer ago does not count as ready
     scan: int
 
 
 @dataclass(frozen=True)
 class RenewArgs:
-    now_ms: int
     job_id: str
     node_id: str
     lease_ms: int
+    attempt: int = 0  # the lease is (node, attempt); 0: any attempt of the node
 
 
 @dataclass(frozen=True)
 class CompleteArgs:
-    now_ms: int
     job_id: str
     node_id: str
     outputs_json: str
+    attempt: int = 0  # the lease is (node, attempt); 0: any attempt of the node
 
 
 @dataclass(frozen=True)
 class FailArgs:
-    now_ms: int
     job_id: str
     node_id: str
     error_json: str
     retryable: bool
     backoff_ms: int
+    attempt: int = 0  # the lease is (node, attempt); 0: any attempt of the node
 
 
 @dataclass(frozen=True)
 class OwnerArgs:
     """release and finish_cancelled: the owner's write needs nothing else."""
 
-    now_ms: int
     job_id: str
     node_id: str
+    attempt: int = 0  # the lease is (node, attempt); 0: any attempt of the node
 
 
 @dataclass(frozen=True)
 class CancelArgs:
-    now_ms: int
     job_id: str
 
 
 @dataclass(frozen=True)
 class RequeueExpiredArgs:
-    now_ms: int
     limit: int
 
 
 @dataclass(frozen=True)
 class ReapNodeArgs:
-    now_ms: int
     node_id: str
-    lost_before_ms: int
+    lost_after_ms: int  # lost when last seen this long ago or longer
 
 
 def _lua_codes() -> str:
@@ -215,7 +230,8 @@ def source(name: str) -> str:
 
     constants += histograms.lua_bounds() + _lua_codes()
     context = "local NS, A = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])\n"
-    prelude = context + read_lua("_observe") + "\n" + read_lua("_lib")
+    clock = read_lua("_clock") + "\nlocal NOW = clock_ms(NS.clock_key)\n"
+    prelude = context + clock + read_lua("_observe") + "\n" + read_lua("_lib")
     return constants + prelude + "\n" + read_lua(name)
 
 
@@ -263,12 +279,18 @@ R = TypeVar("R")
 
 
 def guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn a Redis failure into StoreError (retryable, 503) at the API edge."""
+    """Turn a Redis failure into StoreError (retryable, 503) at the API edge; a write
+    refused because Redis is at its memory limit (`maxmemory`, noeviction) into StoreFull
+    (507): nothing was written, and the same call succeeds once memory frees."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
+        except ResponseError as exc:
+            if OOM_REPLY in str(exc):
+                raise StoreFull(f"redis is at its memory limit: {exc}") from exc
+            raise StoreError(f"redis: {exc}") from exc
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
 

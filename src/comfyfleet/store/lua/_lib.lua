@@ -8,9 +8,10 @@
 --   NS          ARGV[1] decoded: the namespace context (scripts.Namespace): key prefixes
 --               and channels built in keys.py, events_maxlen, retention_ms.
 --   A           ARGV[2] decoded: the script's named arguments (its dataclass in scripts.py).
---   Times are integer ms from the caller's Clock (A.now_ms), never Redis TIME, so tests can
---   freeze time. Numbers inside event/history JSON stay below 14 significant digits, which
---   is what cjson prints exactly.
+--   NOW         the fleet's time in integer ms (Redis TIME, see _clock.lua), read once per
+--               call: every lease, deadline, backoff and stamp comes from it, never from a
+--               caller's clock. Numbers inside event/history JSON stay below 14
+--               significant digits, which is what cjson prints exactly.
 
 local STATUS_INDEX = {
   queued = KEYS[1], running = KEYS[2], succeeded = KEYS[3], failed = KEYS[4], cancelled = KEYS[5],
@@ -101,16 +102,18 @@ local function append_history(job_key, node_id, now, outcome, error_json)
   redis.call('HSET', job_key, 'history', history)
 end
 
--- Why a caller may not write to a running job, or nil when node_id holds its lease.
-local function owner_problem(job_key, node_id)
-  local f = redis.call('HMGET', job_key, 'status', 'node_id')
+-- Why a caller may not write to a running job, or nil when node_id holds its lease. The
+-- lease is the pair (node, attempt): a node that lost a lease and claimed the same job again
+-- cannot settle the new attempt with a late write about the old one. attempt 0: any.
+local function owner_problem(job_key, node_id, attempt)
+  local f = redis.call('HMGET', job_key, 'status', 'node_id', 'attempts')
   if not f[1] then
     return { 'missing' }
   end
   if TERMINAL[f[1]] then
     return { 'terminal', f[1] }
   end
-  if f[1] ~= 'running' or f[2] ~= node_id then
+  if f[1] ~= 'running' or f[2] ~= node_id or (attempt > 0 and tonumber(f[3]) ~= attempt) then
     return { 'not_owner', f[1], f[2] or '' }
   end
   return nil

@@ -8,10 +8,10 @@
 -- KEYS[8]     {ns}:delayed
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- A (CancelArgs)  now_ms, job_id
+-- A (CancelArgs)  job_id
 --
 -- Returns {'ok', fields} or {'missing'}.
-local now, job_id = A.now_ms, A.job_id
+local now, job_id = NOW, A.job_id
 local job_key, events_key = KEYS[6], KEYS[9]
 local f = redis.call('HMGET', job_key, 'status', 'node_id', 'cancel_requested')
 if not f[1] then

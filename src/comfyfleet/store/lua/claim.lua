@@ -10,18 +10,18 @@
 -- KEYS[8]     {ns}:owned:<node>          the claiming node's jobs
 -- KEYS[9]     {ns}:stats                 counters
 -- KEYS[10..]  {ns}:queue:<pool>          one per pool the node serves
--- A (ClaimArgs)  now_ms, node_id, capacity (most jobs to claim), lease_ms (the deadline
---             is now + lease), promote_limit (most delayed jobs to promote in this call),
---             ready_since_ms (a node last seen ready before this does not count), scan
+-- A (ClaimArgs)  node_id, capacity (most jobs to claim), lease_ms (the deadline is
+--             now + lease), promote_limit (most delayed jobs to promote in this call),
+--             ready_within_ms (a node last seen ready longer ago does not count), scan
 --             (most entries looked at per queue to find one this node should take).
 --             Popped ids are not known in advance, so their job, event, queue and ready
 --             keys are built from NS prefixes (same hash tag, still Cluster-legal).
 --
 -- Returns a list of the claimed jobs' fields (HGETALL form), best first.
-local now, node_id = A.now_ms, A.node_id
-local capacity, deadline = A.capacity, A.now_ms + A.lease_ms
+local now, node_id = NOW, A.node_id
+local capacity, deadline = A.capacity, NOW + A.lease_ms
 local job_prefix, events_prefix, queue_prefix = NS.job_prefix, NS.events_prefix, NS.queue_prefix
-local ready_prefix, ready_since, scan = NS.ready_prefix, A.ready_since_ms, A.scan
+local ready_prefix, ready_since, scan = NS.ready_prefix, NOW - A.ready_within_ms, A.scan
 
 if promote_due(KEYS[7], now, A.promote_limit) > 0 then
   redis.call('PUBLISH', NS.wake_channel, '')

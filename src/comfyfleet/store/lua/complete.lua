@@ -6,14 +6,14 @@
 -- KEYS[8]     {ns}:owned:<node>
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- A (CompleteArgs)  now_ms, job_id, node_id (claiming ownership), outputs_json (a JSON
+-- A (CompleteArgs)  job_id, node_id (claiming ownership), attempt (of the lease; 0: any), outputs_json (a JSON
 --             list of OutputRef)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} /
 -- {'not_owner', status, owner} -- a stale owner never overwrites the outcome.
-local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
+local now, job_id, node_id = NOW, A.job_id, A.node_id
 local job_key = KEYS[6]
-local problem = owner_problem(job_key, node_id)
+local problem = owner_problem(job_key, node_id, A.attempt)
 if problem then
   return problem
 end

@@ -8,14 +8,14 @@
 -- KEYS[10]    {ns}:events:<id>       the job's event stream (not created here: open_log)
 -- KEYS[11]    {ns}:stats             counters
 -- KEYS[12]    {ns}:idem:<key>        optional: idempotency key -> job id
--- A (EnqueueArgs)  now_ms, job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
+-- A (EnqueueArgs)  job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
 --             and requeues are never refused: they were accepted), fields (Job.to_fields).
 --             The job an idempotency key names is only known here, so its key is built from
 --             NS.job_prefix (same hash tag, still Cluster-legal).
 --
 -- Returns {'ok', fields} when created, {'exists', fields} for a known idempotency key,
 -- {'conflict'} when the job id is taken, {'full', depth} when the queue is at its bound.
-local now = A.now_ms
+local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
 
 if KEYS[12] then

@@ -12,13 +12,14 @@
 -- KEYS[10]    {ns}:stats
 -- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
 -- KEYS[12]    {ns}:delayed          backing-off jobs (score ready ms)
--- A (FailArgs)  now_ms, job_id, node_id (claiming ownership), error_json (a JobError),
---             retryable, backoff_ms (not claimable before now + backoff; 0 = at once)
+-- A (FailArgs)  job_id, node_id (claiming ownership), error_json (a JobError), retryable,
+--             backoff_ms (not claimable before now + backoff; 0 = at once), attempt (of the
+--             lease; 0: any)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
-local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
+local now, job_id, node_id = NOW, A.job_id, A.node_id
 local job_key, events_key, error_json = KEYS[6], KEYS[9], A.error_json
-local problem = owner_problem(job_key, node_id)
+local problem = owner_problem(job_key, node_id, A.attempt)
 if problem then
   return problem
 end

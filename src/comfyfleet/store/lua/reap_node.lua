@@ -10,15 +10,15 @@
 -- KEYS[8]     {ns}:nodes            node id -> last heartbeat (ms)
 -- KEYS[9]     {ns}:owned:<node>     the lost node's jobs
 -- KEYS[10]    {ns}:lost             node id -> when it was marked lost (ms)
--- A (ReapNodeArgs)  now_ms, node_id, lost_before_ms (the node is lost when last seen at or
---             before this time). The node's job ids are read here, so their keys are built
+-- A (ReapNodeArgs)  node_id, lost_after_ms (the node is lost when last seen that long
+--             ago or longer, by the fleet's clock). The node's job ids are read here, so their keys are built
 --             from NS prefixes.
 --
 -- Returns {marked, id...}: marked is 1 when this call marked the node lost (exactly one
 -- reaper sees 1 per loss), 0 when it was already marked or is alive; then the ids taken back.
-local now, node_id = A.now_ms, A.node_id
+local now, node_id = NOW, A.node_id
 local last = redis.call('ZSCORE', KEYS[8], node_id)
-if last and tonumber(last) > A.lost_before_ms then
+if last and tonumber(last) > NOW - A.lost_after_ms then
   return { 0 }
 end
 local marked = redis.call('ZADD', KEYS[10], 'NX', now, node_id)

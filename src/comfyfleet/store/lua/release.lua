@@ -9,12 +9,12 @@
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
 -- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
--- A (OwnerArgs)  now_ms, job_id, node_id (claiming ownership)
+-- A (OwnerArgs)  job_id, node_id (claiming ownership), attempt (of the lease; 0: any)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
-local now, job_id, node_id = A.now_ms, A.job_id, A.node_id
+local now, job_id, node_id = NOW, A.job_id, A.node_id
 local job_key, events_key = KEYS[6], KEYS[9]
-local problem = owner_problem(job_key, node_id)
+local problem = owner_problem(job_key, node_id, A.attempt)
 if problem then
   return problem
 end

@@ -8,11 +8,11 @@
 -- KEYS[6]     {ns}:running          running jobs (score lease deadline ms)
 -- KEYS[7]     {ns}:delayed
 -- KEYS[8]     {ns}:stats
--- A (RequeueExpiredArgs)  now_ms, limit (most jobs to handle in this call). The expired
+-- A (RequeueExpiredArgs)  limit (most jobs to handle in this call). The expired
 --             ids are found here, so their keys are built from NS prefixes.
 --
 -- Returns the ids handled (requeued, failed or cancelled).
-local now, limit = A.now_ms, A.limit
+local now, limit = NOW, A.limit
 local ctx = { now = now, running_key = KEYS[6], stats_key = KEYS[8] }
 local wake = promote_due(KEYS[7], now, limit) > 0
 
