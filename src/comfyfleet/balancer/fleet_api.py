@@ -97,6 +97,9 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"redis unreachable: {type(exc).__name__}")
         ready_nodes = 0
     else:
+        full = await request.app[JOBS].memory_full()
+        if full:
+            problems.append(full)
         nodes = await request.app[NODES].all()
         ready_nodes = sum(1 for n in nodes if n.state is NodeState.READY and n.comfy_healthy)
         if not ready_nodes:

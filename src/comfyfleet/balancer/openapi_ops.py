@@ -53,6 +53,7 @@ from comfyfleet.web.openapi import REF, Body, Op, Param, Reply, build_document
 
 # Every operation that reads Redis may answer 503 while it is unreachable.
 STORE = 503
+STORE_FULL = 507  # Redis at maxmemory (noeviction): a submit is refused, not lost
 JOB_ID = Param("job_id", "path", {"type": "string", "pattern": JOB_ID_PATTERN}, "a job's id",
                example="9f1c2e3d4b5a69788796a5b4c3d2e1f0")  # fmt: skip
 NODE_ID = Param("node_id", "path", {"type": "string", "pattern": NODE_ID_PATTERN},
@@ -136,7 +137,7 @@ def _jobs() -> list[Op]:
                          {"type": "string", "minLength": 1, "maxLength": 128},
                          "retry-safe submit: the same key answers the first job",
                          example="order-1234"), WAIT],
-           errors=[404, 429, STORE]),
+           errors=[404, 429, STORE, STORE_FULL]),
         Op("GET", "/api/v1/jobs", "listJobs", "List jobs",
            "Newest first, one page at a time; pass `next_cursor` back as `cursor`.", "jobs",
            {200: Reply("A page of jobs", JobPage,

@@ -80,6 +80,7 @@ class JobErrorCode(StrEnum):
     TIMEOUT = "timeout"  # the job ran past its timeout_ms
     INPUT_STAGING = "input_staging"  # uploading an input to ComfyUI failed
     OUTPUT_UNAVAILABLE = "output_unavailable"  # fetching or storing an output failed
+    FENCED = "fenced"  # the node could not confirm its lease for half of it and stopped
     LEASE_EXPIRED = "lease_expired"  # the node stopped renewing the lease (reaper)
     NODE_LOST = "node_lost"  # the node stopped sending heartbeats (reaper)
 

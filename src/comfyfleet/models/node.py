@@ -57,6 +57,11 @@ class NodeInfo(BaseModel):
     version: str = ""
     # Set when the node runs its ComfyUI itself; None for an external one (`--comfy-url`).
     comfy_process: ComfyProcess | None = None
+    # How far the node's clock is ahead of the fleet's (Redis TIME), measured at its last
+    # heartbeat (ms; negative: behind). Reported, never relied on: every time that decides
+    # something comes from Redis. `clock_skewed`: beyond the bound (node/monitor.py).
+    clock_skew_ms: int = 0
+    clock_skewed: bool = False
 
 
 # One node as the API shows it: the OpenAPI example of both roles.
@@ -89,4 +94,6 @@ NODE_INFO_EXAMPLE: dict[str, Any] = {
         "last_lines": ["got prompt"],
         "next_start_ms": None,
     },
+    "clock_skew_ms": 12,
+    "clock_skewed": False,
 }

@@ -20,6 +20,12 @@ from comfyfleet.store.nodes import NodeRegistry
 log = structlog.get_logger(__name__)
 
 HEALTH_INTERVAL_S = 2.0
+# A node whose clock is further than this from the fleet's (Redis TIME) says so loudly (ms).
+# Nothing depends on its clock for correctness; a skewed clock still hints at a broken
+# time sync that will confuse whoever reads its logs.
+MAX_CLOCK_SKEW_MS = 2_000
+# While skewed, the warning is repeated every this many heartbeats.
+SKEW_REPEAT_BEATS = 30
 
 
 async def check_health(comfy: ComfyClient, status: NodeStatus, worker: Worker) -> bool:
@@ -72,11 +78,29 @@ async def beat_once(
     elif wanted is False and worker.draining:
         log.info("resume_requested")
         worker.resume()
-    await registry.heartbeat(status.info(worker))
+    skew_ms = await registry.heartbeat(status.info(worker))
+    worker.store_reached()
+    note_skew(status, skew_ms)
     for job_id in list(worker.controls):
         job = await store.get(job_id)
         if job is not None and job.cancel_requested:
             worker.cancel(job_id)
+
+
+def note_skew(status: NodeStatus, skew_ms: int) -> None:
+    """Record how far this node's clock is from the fleet's; log an error while it is
+    beyond MAX_CLOCK_SKEW_MS (when it starts, then every SKEW_REPEAT_BEATS beats)."""
+    skewed = abs(skew_ms) > MAX_CLOCK_SKEW_MS
+    if skewed and (not status.clock_skewed or status.skewed_beats % SKEW_REPEAT_BEATS == 0):
+        log.error(
+            "clock_skew", skew_ms=skew_ms, bound_ms=MAX_CLOCK_SKEW_MS,
+            detail="this node's clock differs from Redis's; leases, deadlines and liveness "
+            "use Redis's clock, so work goes on, but the host's time sync is broken",
+        )  # fmt: skip
+    elif not skewed and status.clock_skewed:
+        log.info("clock_skew_resolved", skew_ms=skew_ms)
+    status.skewed_beats = status.skewed_beats + 1 if skewed else 0
+    status.clock_skew_ms, status.clock_skewed = skew_ms, skewed
 
 
 async def heartbeat_loop(

@@ -14,7 +14,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -135,7 +135,7 @@ class ComfyRunner:
             unavailable = node_fault(self.node_id, JobErrorCode.COMFY_UNAVAILABLE, str(exc))
             await self._fail(job, unavailable)
             return False
-        await self.store.append_event(job.id, "submitted", {"prompt_id": prompt_id})
+        await self._note(job, "submitted", {"prompt_id": prompt_id})
         return True
 
     async def _resume(self, job: Job, prompt_id: str) -> bool:
@@ -154,8 +154,16 @@ class ComfyRunner:
             await self._fail(job, node_fault(self.node_id, JobErrorCode.NODE_RESTARTED, message))
             return False
         log.info("job_resumed", job_id=job.id, prompt_id=prompt_id)
-        await self.store.append_event(job.id, "resumed", {"prompt_id": prompt_id})
+        await self._note(job, "resumed", {"prompt_id": prompt_id})
         return True
+
+    async def _note(self, job: Job, kind: str, data: dict[str, Any]) -> None:
+        """Log a node-side event of the attempt. Informational: Redis unable to take it
+        (down, or full) costs the event, never the attempt."""
+        try:
+            await self.store.append_event(job.id, kind, data)
+        except StoreError as exc:
+            log.warning("job_event_dropped", job_id=job.id, kind=kind, error=exc.detail)
 
     async def _follow(self, job: Job, prompt_id: str, control: JobControl) -> PromptOutcome | None:
         """Forward progress until the outcome is known or the prompt had to be stopped.
@@ -236,10 +244,14 @@ class ComfyRunner:
         elif isinstance(outcome, Success) and not control.cancelled.is_set():
             await self._complete(job, outcome)
         elif control.cancelled.is_set():
-            await self._write(lambda: self.store.finish_cancelled(job.id, self.node_id))
+            await self._write(
+                lambda: self.store.finish_cancelled(job.id, self.node_id, attempt=job.attempts)
+            )
         elif control.handback.is_set() and isinstance(outcome, Deleted):
             # Never started inside ComfyUI: hand it back without spending an attempt.
-            await self._write(lambda: self.store.release(job.id, self.node_id))
+            await self._write(
+                lambda: self.store.release(job.id, self.node_id, attempt=job.attempts)
+            )
         else:
             await self._fail(job, self._error_of(job, outcome, control))
 
@@ -247,6 +259,9 @@ class ComfyRunner:
         fault, code = node_fault, JobErrorCode
         if control.handback.is_set():
             return fault(self.node_id, code.HANDED_BACK, "stopped while running: node draining")
+        if control.fenced.is_set():
+            message = "Redis did not confirm the lease for half of it: the prompt was stopped"
+            return fault(self.node_id, code.FENCED, message)
         if control.timed_out.is_set():
             return fault(self.node_id, code.TIMEOUT, f"job ran past its {job.timeout_ms} ms limit")
         if control.hung.is_set():
@@ -279,7 +294,9 @@ class ComfyRunner:
             )
             await self._fail(job, error)
             return
-        await self._write(lambda: self.store.complete(job.id, self.node_id, refs))
+        await self._write(
+            lambda: self.store.complete(job.id, self.node_id, refs, attempt=job.attempts)
+        )
         log.info("job_succeeded", job_id=job.id, outputs=len(refs), cached=outcome.cached)
 
     async def _fail(self, job: Job, error: JobError) -> None:
@@ -287,7 +304,11 @@ class ComfyRunner:
             error = self.explain(job, error)
         backoff = self.backoff.delay_ms(job.attempts, self.rng) if error.retryable else 0
         log.warning("job_attempt_failed", job_id=job.id, code=error.code, detail=error.message)
-        await self._write(lambda: self.store.fail(job.id, self.node_id, error, backoff_ms=backoff))
+        await self._write(
+            lambda: self.store.fail(
+                job.id, self.node_id, error, backoff_ms=backoff, attempt=job.attempts
+            )
+        )
 
     async def _write(self, write: Callable[[], Awaitable[Job]]) -> None:
         """The final write of an attempt: shielded from cancellation (a drain deadline must

@@ -42,6 +42,11 @@ class NodeStatus:
     digest: str | None = None
     # The ComfyUI this node runs itself (node/supervisor.py); None: an external one.
     process: ComfyProcess | None = None
+    # This node's clock minus the fleet's (Redis TIME) at the last heartbeat (ms), and
+    # whether that is beyond the bound (see node/monitor.py `note_skew`).
+    clock_skew_ms: int = 0
+    clock_skewed: bool = False
+    skewed_beats: int = 0  # heartbeats in a row beyond the bound
 
     @property
     def can_claim(self) -> bool:
@@ -81,4 +86,6 @@ class NodeStatus:
             version=__version__,
             comfy_process=self.process,
             comfy_restarts=self.process.restarts if self.process else 0,
+            clock_skew_ms=self.clock_skew_ms,
+            clock_skewed=self.clock_skewed,
         )

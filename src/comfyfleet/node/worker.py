@@ -43,6 +43,8 @@ class JobControl:
     hung: asyncio.Event = field(default_factory=asyncio.Event)
     # Set by the runner when the job's own time limit ran out.
     timed_out: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by the lease keeper when Redis has not confirmed the lease for half of it.
+    fenced: asyncio.Event = field(default_factory=asyncio.Event)
     # A job this node held before it restarted: follow its prompt, do not submit it again.
     adopted: bool = False
     # The ComfyUI prompt id of the current attempt, once the runner knows it.
@@ -52,7 +54,9 @@ class JobControl:
 
     def stop_events(self) -> list[asyncio.Event]:
         """Each event that means: take the prompt out of ComfyUI now."""
-        return [self.cancelled, self.lease_lost, self.handback, self.hung, self.timed_out]
+        return [
+            self.cancelled, self.lease_lost, self.fenced, self.handback, self.hung, self.timed_out
+        ]  # fmt: skip
 
     @property
     def stop_requested(self) -> bool:
@@ -84,6 +88,10 @@ class Worker:
         self.pools = tuple(pools)
         self.lease_ms = lease_ms
         self.draining = False
+        # Set when a lease could not be confirmed for half its length (see LeaseKeeper):
+        # nothing is claimed until a heartbeat reaches Redis again (`store_reached`).
+        self.fenced = False
+        self.fenced_total = 0  # attempts stopped by fencing, since start
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.controls: dict[str, JobControl] = {}
         self._changed = asyncio.Event()
@@ -98,7 +106,7 @@ class Worker:
 
     async def run_once(self) -> list[Job]:
         """Claim as many jobs as there is room for and start them. For tests, one step."""
-        if self.draining or not self.free or not self.can_claim():
+        if self.draining or self.fenced or not self.free or not self.can_claim():
             return []
         jobs = await self.store.claim(
             self.node_id, pools=self.pools, capacity=self.free, lease_ms=self.lease_ms
@@ -120,9 +128,13 @@ class Worker:
         log.info("job_adopted" if adopted else "job_claimed", job_id=job.id, attempt=job.attempts)
 
     async def _run(self, job: Job, control: JobControl) -> None:
+        def fence() -> None:
+            control.fenced.set()
+            self.fenced, self.fenced_total = True, self.fenced_total + 1
+
         keeper = LeaseKeeper(
-            self.store, job.id, self.node_id, lease_ms=self.lease_ms,
-            on_lost=control.lease_lost.set,
+            self.store, job.id, self.node_id, lease_ms=self.lease_ms, attempt=job.attempts,
+            on_lost=control.lease_lost.set, on_fenced=fence,
         )  # fmt: skip
         keeper.start()
         try:
@@ -139,6 +151,13 @@ class Worker:
             await keeper.stop()
             self.tasks.pop(job.id, None)
             self.controls.pop(job.id, None)
+            self.poke()
+
+    def store_reached(self) -> None:
+        """A write reached Redis (a heartbeat): claiming may resume after fencing."""
+        if self.fenced:
+            log.info("fencing_lifted")
+            self.fenced = False
             self.poke()
 
     def cancel(self, job_id: str) -> bool:

@@ -62,6 +62,7 @@ _ERROR_WORDS = {
     429: "Too many requests: a queue is full; see Retry-After",
     502: "ComfyUI is unreachable or answered an error",
     503: "The state store (Redis) is unavailable; see Retry-After",
+    507: "The state store (Redis) is at its memory limit: nothing was stored; see Retry-After",
 }
 
 
