@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import aiohttp
 from comfyfleet.models.job import Job
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.scripts import fields_of
-from tests.chaos.faults import FaultRecord
+from tests.chaos.faults import FaultRecord, Injector
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 SUBMIT_TRIES = 200
@@ -51,7 +52,7 @@ async def _submit(http: aiohttp.ClientSession, base: str, body: dict[str, Any], 
             ) as resp:
                 if resp.status == 202:
                     return str((await resp.json())["id"])
-                assert resp.status in (429, 502, 503), (resp.status, await resp.text())
+                assert resp.status in (429, 502, 503, 507), (resp.status, await resp.text())
         except (aiohttp.ClientError, TimeoutError):
             pass  # the balancer is restarting: try again, the key keeps it one job
         await asyncio.sleep(SUBMIT_RETRY_S)
@@ -101,6 +102,11 @@ class Figures:
     recover_ms: list[int] = field(default_factory=list)
     resumed: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    # Clock and partition faults (see `clock_faults`).
+    skew_taken_back: list[str] = field(default_factory=list)
+    fenced_prompts: int = 0
+    fenced_gpu_ms: int = 0
+    gpu_ms: int = 0
 
     def percentile(self, q: float) -> int:
         if not self.recover_ms:
@@ -123,6 +129,12 @@ class Figures:
             f"{self.counters}",
             f"time to recover (fault -> affected job running again), {len(self.recover_ms)} "
             f"jobs: p50 {self.percentile(50)} ms, p99 {self.percentile(99)} ms",
+            f"ratios per job: lost {len(self.lost) / max(1, self.jobs):.4f}, doubled "
+            f"{len(self.duplicated) / max(1, self.jobs):.4f}, executions in ComfyUI "
+            f"{self.executions / max(1, self.jobs):.3f}; fenced prompts {self.fenced_prompts}, "
+            f"GPU time wasted on fenced work {self.fenced_gpu_ms} ms of {self.gpu_ms} ms "
+            f"({self.fenced_gpu_ms / max(1, self.gpu_ms):.4f}); attempts on skewed nodes "
+            f"taken back {len(self.skew_taken_back)}",
         ]
         return "\n".join(lines)
 
@@ -186,3 +198,37 @@ async def outputs_present(http: aiohttp.ClientSession, base: str, job: Job) -> b
             if resp.status != 200 or len(data) != ref.size or data[:4] != b"\x89PNG":
                 return False
     return True
+
+
+# How long past half a lease a fenced prompt may still stop (ms): the fence is checked
+# between renewals and ComfyUI checks for an interrupt between nodes.
+FENCE_SLACK_MS = 1_500
+
+
+def clock_faults(figures: Figures, injector: Injector, jobs: Iterable[Job]) -> list[int]:
+    """Fill in the clock and partition figures; returns, per prompt stopped during a
+    partition, ms from the cut to ComfyUI's interrupt."""
+    histories = injector.histories
+    figures.gpu_ms = sum(histories.gpu_ms.values())
+    after: list[int] = []
+    for record in injector.records:
+        if record.kind != "node_partition":
+            continue
+        for (sim, prompt_id), at in histories.interrupts.items():
+            if sim == record.sim and record.cut_ms <= at <= record.end_ms:
+                after.append(at - record.cut_ms)
+                figures.fenced_prompts += 1
+                figures.fenced_gpu_ms += max(
+                    ms for (s, _, p), ms in histories.gpu_ms.items() if (s, p) == (sim, prompt_id)
+                )
+    skews = [r for r in injector.records if r.kind == "node_skew"]
+    for job in jobs:
+        for attempt in job.history:
+            code = attempt.error.code.value if attempt.error else ""
+            if code != "lease_expired":
+                continue
+            for r in skews:
+                node = r.target.split()[0]
+                if node == attempt.node_id and r.start_ms <= attempt.started_ms <= r.end_ms:
+                    figures.skew_taken_back.append(job.id)
+    return after
