@@ -15,6 +15,7 @@ from comfyfleet.alerts.evaluator import FORGOTTEN_NODE_ALERT_MS, Evaluator
 from comfyfleet.alerts.send import Sender
 from comfyfleet.alerts.snapshot import SnapshotReader
 from comfyfleet.alerts.store import LEADER_NAME, AlertStore
+from comfyfleet.clock import FrozenClock
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.redis_server import free_port
