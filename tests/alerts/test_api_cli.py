@@ -15,7 +15,6 @@ from comfyfleet.alerts.snapshot import SnapshotReader
 from comfyfleet.balancer.alerts_api import ALERTS, LEADERSHIP
 from comfyfleet.balancer.appkeys import NODES
 from comfyfleet.cli import app
-from comfyfleet.clock import FrozenClock
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.store.leader import Lease
 from comfyfleet.store.nodes import NodeRegistry
@@ -34,8 +33,10 @@ async def test_the_alerts_list_shows_what_fires_to_the_admin_only(balancer: Role
                         what="the balancer to lead the evaluation")  # fmt: skip
     assert lease is not None
     store = balancer.app[ALERTS]
-    past = FrozenClock(await store.now_ms() - 10_000)
-    await NodeRegistry(store.redis, store.keys, past).heartbeat(NodeInfo(node_id="gone-1"))
+    registry = NodeRegistry(store.redis, store.keys)
+    await registry.heartbeat(NodeInfo(node_id="gone-1"))
+    # Heartbeats are stamped by Redis's clock: backdate the last-seen score itself.
+    await store.redis.zadd(store.keys.nodes, {"gone-1": await store.now_ms() - 10_000})
     # one round, stepped here under the balancer's own lease
     reader = SnapshotReader(store.redis, store.keys, balancer.app[NODES])
     sender = Sender(timeout_ms=1000, external_url="", webhook_secret=None)
