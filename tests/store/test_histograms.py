@@ -4,11 +4,11 @@ a cancel), with the store's clock (ms in, seconds out)."""
 
 from __future__ import annotations
 
-from comfyfleet.clock import FrozenClock
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.store import histograms
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.nodes import NodeRegistry
+from tests.support.clock import SteppedClock
 
 from .conftest import LEASE_MS, spec
 
@@ -18,11 +18,11 @@ def cell(series: list[histograms.Series], labels: tuple[str, ...]) -> histograms
     return found
 
 
-async def test_a_job_is_observed_at_claim_and_end(store: JobStore, clock: FrozenClock) -> None:
+async def test_a_job_is_observed_at_claim_and_end(store: JobStore, clock: SteppedClock) -> None:
     job, _ = await store.enqueue(spec(workflow="solid", pool="gpu"))
-    clock.advance(1_500)
+    await clock.step(1_500)
     await store.claim("n", lease_ms=LEASE_MS, pools=["gpu"])
-    clock.advance(3_000)
+    await clock.step(3_000)
     await store.complete(job.id, "n", [])
     got = await histograms.read(store.redis, store.keys)
     labels = ("solid", "gpu")
@@ -43,14 +43,14 @@ async def test_a_job_is_observed_at_claim_and_end(store: JobStore, clock: Frozen
 
 
 async def test_ends_by_the_reaper_and_by_cancel_are_counted_once(
-    store: JobStore, clock: FrozenClock
+    store: JobStore, clock: SteppedClock
 ) -> None:
     await NodeRegistry(store.redis, store.keys, clock).heartbeat(NodeInfo(node_id="gone"))
     await store.enqueue(spec(max_attempts=1))
     queued, _ = await store.enqueue(spec())
     await store.claim("gone", lease_ms=LEASE_MS, capacity=1)
-    clock.advance(10_000)
-    marked, taken = await store.reap_node("gone", lost_before_ms=clock.now_ms() - 6_000)
+    await clock.step(10_000)
+    marked, taken = await store.reap_node("gone", lost_after_ms=6_000)
     assert marked
     assert len(taken) == 1
     await store.cancel(queued.id)
