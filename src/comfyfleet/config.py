@@ -313,6 +313,30 @@ class NodeConfig(_Frozen):
         return value or None
 
 
+class McpConfig(_Frozen):
+    """`comfyfleet mcp` (comfyfleet/mcp/): a client of one balancer's public API."""
+
+    # The balancer, and how to authenticate to it (an API key wins over basic auth).
+    url: str = "http://127.0.0.1:7999"
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    # Streamable HTTP instead of stdio, on host:port, behind this bearer token.
+    http: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=7998, ge=0, le=65535)
+    http_token: SecretStr | None = None
+    insecure: bool = False
+    # A tool call waits this long for its job (s), then answers the job id for get_job.
+    wait_s: float = Field(default=120.0, gt=0, le=3600)
+    # How often the workflows listing is polled for publishes and rollbacks (ms).
+    watch_ms: int = Field(default=2000, ge=50)
+    # Image previews in tool results: longest side (px) and most encoded bytes.
+    preview_px: int = Field(default=512, ge=16, le=4096)
+    preview_bytes: int = Field(default=512 * 1024, ge=4096)
+    log: LogConfig = LogConfig()
+
+
 class SimConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8188, ge=0, le=65535)

@@ -7,6 +7,7 @@ from comfyfleet.cli import (  # noqa: F401  (registration)
     alerts,
     apikey,
     balancer,
+    mcp,
     node,
     sim,
     submit,
