@@ -94,7 +94,9 @@ async def test_cancelling_over_http_cancels_the_job(
     _, page = await api.call("GET", "/api/v1/jobs?limit=1")
     job = page["jobs"][0]
     assert job["params"]["prompt"] == "http-long"
-    assert (await api.job_ended(job["id"]))["status"] == "cancelled"
+    ended = await api.job_ended(job["id"])
+    assert ended["status"] == "cancelled"
+    assert ended["started_ms"] is not None
 
 
 async def test_handshake_era_clients_get_list_changed_over_http(api: Api, http_server: str) -> None:
