@@ -190,3 +190,14 @@ async def test_the_listing_etag_follows_changes(replicas: list[Role]) -> None:
     assert status == 200
     assert headers["Etag"] != etag
     assert NAME in {w["name"] for w in json.loads(body)["workflows"]}
+
+
+async def test_publish_fields_are_not_coerced(replicas: list[Role]) -> None:
+    admin = Client(replicas[0])
+    for body in ({"graph": graph(8), "force": 1}, {"graph": graph(8), "note": 5}):
+        status, problem = await admin.publish(body)
+        assert status == 422, body
+        assert problem["code"] == "validation"
+    status, problem = await admin.call("POST", f"/api/v1/workflows/{NAME}/rollback",
+                                       {"version": 123456789012})  # fmt: skip
+    assert status == 422

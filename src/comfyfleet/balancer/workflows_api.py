@@ -35,7 +35,8 @@ class PublishRequest(BaseModel):
     """A new version: the API-format graph, optionally the UI-format graph and the params
     file (`{"description", "params"}`; omitted: the active version's params carry over)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `"force": 1` or `"note": 5` is a mistake to name, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     graph: dict[str, Any] = Field(
         min_length=1, max_length=MAX_GRAPH_NODES, description="ComfyUI API format"
@@ -49,7 +50,8 @@ class PublishRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `"force": 1` or `"note": 5` is a mistake to name, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: str = Field(pattern=r"^[0-9a-f]{12}$", description="a stored version")
     note: str = Field(default="", max_length=MAX_NOTE)
