@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -83,9 +85,7 @@ def http_server(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _wait_listening(proc: Proc) -> None:
-    import socket
-    import time
-
+    """Until the process accepts connections (it has no health route: /mcp needs a token)."""
     host, port = "127.0.0.1", int(proc.health_url.split(":")[2].split("/")[0])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
 import sys
 from typing import Any
 
 import anyio
 import mcp_types as types
+from PIL import Image
 
 from comfyfleet.cli.fleet import Fleet
 from tests.mcp.conftest import Api, mcp_argv, mcp_env, pixels, stdio_client
@@ -199,10 +202,6 @@ async def test_a_long_job_answers_its_id_for_get_job(fleet: Fleet) -> None:
 
 
 async def test_upload_an_image_and_run_a_workflow_on_it(fleet: Fleet) -> None:
-    import io
-
-    from PIL import Image
-
     source = io.BytesIO()
     Image.new("RGB", (24, 16), (10, 200, 40)).save(source, format="PNG")
     async with stdio_client(fleet, **LEGACY) as client:
@@ -229,8 +228,6 @@ async def test_workflows_and_outputs_are_resources(fleet: Fleet, api: Api) -> No
         assert {"comfyfleet://workflows/solid", "comfyfleet://workflows/solid/api.json",
                 "comfyfleet://workflows/solid/ui.json",
                 "comfyfleet://workflows/solid/params.json"} <= listed  # fmt: skip
-        import json
-
         (api_json,) = (await client.read_resource("comfyfleet://workflows/solid/api.json")).contents
         assert isinstance(api_json, types.TextResourceContents)
         assert json.loads(api_json.text) == solid["graph"]
