@@ -8,11 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from comfyfleet.comfy import ComfyClient, ComfyUnavailable, ImageRef, WaitTimeout
 from comfyfleet.comfy import events as ev
 from tests.comfy.conftest import DEADLINE_S, FAST, MakeClient
-from tests.support.replay import Drop, ReplayServer, script
+from tests.support.replay import Drop, ReplayServer, recorded_body, script
 from tests.support.traces import load
 
 A_WS = "04_success_a/ws_messages.json"
@@ -212,3 +213,55 @@ async def test_follow_of_a_finished_foreign_prompt_resolves_from_history(
     assert events == []
     assert outcome.kind == "error"
     assert outcome.node_type == "LoadImage"
+
+
+async def test_a_slow_post_is_not_called_deleted_by_the_watchdog() -> None:
+    """ComfyUI may answer POST /prompt long after the silence bound (a big graph to
+    validate, a busy box). Until it answers, the prompt is in neither /queue nor /history,
+    and the watchdog must not take that absence as a deletion (it did, under load)."""
+    post, history = load(A_POST), load(f"{A_WS.split('/')[0]}/history_prompt_id.json")
+    accepted = asyncio.Event()
+    history_reads_while_posting = 0
+
+    async def prompt(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(10 * FAST.silence_s)  # the slow server under test, not a wait
+        accepted.set()
+        return web.Response(body=recorded_body(post), content_type="application/json")
+
+    async def queue(_: web.Request) -> web.Response:
+        return web.json_response({"queue_running": [], "queue_pending": []})
+
+    async def one_history(_: web.Request) -> web.Response:
+        nonlocal history_reads_while_posting
+        if not accepted.is_set():
+            history_reads_while_posting += 1
+            return web.json_response({})
+        return web.Response(body=recorded_body(history), content_type="application/json")
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/prompt", prompt)
+    app.router.add_get("/queue", queue)
+    app.router.add_get("/history/{prompt_id}", one_history)
+    app.router.add_get("/ws", socket)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = ComfyClient(url, options=FAST)
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            outcome = await client.run(graph_of(A_POST), prompt_id=A_ID)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert outcome.kind == "success"
+    assert history_reads_while_posting == 0

@@ -165,6 +165,7 @@ class ComfyClient(ComfyAPI):
         pid = prompt_id or str(uuid.uuid4())
         created = pid not in self._router.trackers
         tracker = self.track(pid, graph)
+        tracker.posting = True
         try:
             accepted = await super().submit(
                 graph,
@@ -178,6 +179,11 @@ class ComfyClient(ComfyAPI):
             if created:
                 self._router.trackers.pop(pid, None)
             raise
+        finally:
+            tracker.posting = False
+        now = self._clock.monotonic()
+        tracker.accepted_at = now
+        tracker.touch(now)  # silence counts from when ComfyUI took it, not from the POST
         tracker.node_errors = accepted.node_errors
         if accepted.prompt_id != pid:  # a server that ignores client-chosen ids
             self._router.trackers.pop(pid, None)
@@ -316,7 +322,7 @@ class ComfyClient(ComfyAPI):
             quiet = [
                 t
                 for t in self._router.trackers.values()
-                if not t.done and not t.checking and now - t.last_activity >= silence
+                if not (t.done or t.checking or t.posting) and now - t.last_activity >= silence
             ]
             if quiet:
                 await self._cross_check(quiet, "silence")
@@ -341,9 +347,17 @@ class ComfyClient(ComfyAPI):
         for tracker in trackers:
             tracker.checking = True
         try:
+            asked = self._clock.monotonic()
             queue = await self.queue()
             for tracker in trackers:
                 if tracker.done:
+                    continue
+                if tracker.posting or (
+                    tracker.accepted_at is not None and tracker.accepted_at >= asked
+                ):
+                    # Queued after /queue was read (or not yet): its absence there says
+                    # nothing. Look again after another silence.
+                    tracker.touch(self._clock.monotonic())
                     continue
                 entry = await self.history(tracker.prompt_id)
                 source: Source = "history" if reason != "silence" else "watchdog"

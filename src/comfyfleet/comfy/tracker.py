@@ -49,6 +49,10 @@ class PromptTracker:
         self.started = False  # seen running: a running prompt cannot be deleted
         self.gap = False  # the socket dropped while tracking: events may be missing
         self.checking = False  # a /queue + /history cross-check is in flight
+        # True while our POST /prompt is unanswered: ComfyUI may not have queued it yet, so
+        # a /queue read now proves nothing (the watchdog must not call it deleted).
+        self.posting = False
+        self.accepted_at: float | None = None  # monotonic s when ComfyUI answered the POST
         self.outputs: dict[str, NodeOutput] = {}
         self.cached_nodes: list[str] = []
         self.executed_any = False
