@@ -57,6 +57,10 @@ async def test_bodies_are_bounded_and_checked(balancer: Role) -> None:
     await _problem(balancer, "POST", "/api/v1/jobs", 422, "validation", json={"graph": graph})
     await _problem(balancer, "POST", "/api/v1/jobs", 422, "param-invalid",
                    json={"workflow": "txt2img", "params": {"steps": 10**9}})  # fmt: skip
+    for coerced in ({"priority": False}, {"max_attempts": "3"}, {"timeout_ms": True}):
+        problem = await _problem(balancer, "POST", "/api/v1/jobs", 422, "validation",
+                                 json={"workflow": "solid", **coerced})  # fmt: skip
+        assert next(iter(coerced)) in json.dumps(problem["errors"])
     await _problem(balancer, "POST", "/api/v1/jobs", 404, "workflow-unknown",
                    json={"workflow": "no-such-flow"})  # fmt: skip
     await _problem(balancer, "POST", "/api/v1/apikeys", 422, "validation",

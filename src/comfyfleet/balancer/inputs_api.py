@@ -54,7 +54,7 @@ class InputView(BaseModel):
 class InputFromUrl(BaseModel):
     """An image for the balancer to fetch (only from allowlisted places)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL of the image")
 

@@ -34,8 +34,11 @@ NODE_ID_RE = re.compile(NODE_ID_PATTERN)
 class JobRequest(BaseModel):
     """Submit a job: a published workflow with typed params, or a raw API-format graph."""
 
+    # Strict: `"priority": false` or `"max_attempts": "3"` is a mistake to name, not a value
+    # to coerce (the document says integer; the fuzzer sends exactly these).
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"workflow": "txt2img", "params": {"prompt": "a red fox in snow", "steps": 20}},

@@ -48,7 +48,7 @@ class NodeReadiness(BaseModel):
 
 
 class InterruptRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt_id: str | None = Field(
         default=None, max_length=128, description="only this prompt; default: whatever runs"
