@@ -23,8 +23,8 @@ from comfyfleet.alerts.model import AlertState, Notification
 from comfyfleet.alerts.rules import Counters
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import FencedScript, Lease
-from comfyfleet.store.scripts import NoArgs, Script, fields_of, guarded, read_lua, standalone, text
-from comfyfleet.store.webhooks import DEAD_TTL_MS, ClaimArgs, Delivery, SettleArgs
+from comfyfleet.store.scripts import NoArgs, Script, guarded, read_lua, standalone, text
+from comfyfleet.store.webhooks import DeliveryQueue
 
 LEADER_NAME = "alerts"
 
@@ -40,13 +40,13 @@ class CommitArgs:
     notifications: list[dict[str, str | int]]  # id, receiver, event, body, max_attempts
 
 
-class AlertStore:
+class AlertStore(DeliveryQueue):
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
-        self.redis = redis
+        super().__init__(
+            redis, due=keys.alerts_due, prefix=keys.alert_prefix(), dead=keys.alerts_dead
+        )
         self.keys = keys
         self._commit: FencedScript[CommitArgs] = FencedScript(redis, read_lua("alerts_commit"))
-        self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
-        self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
         self._clock_now: Script[NoArgs] = standalone(redis, "clock_now", clock=True)
 
     @property
@@ -97,38 +97,6 @@ class AlertStore:
         )  # fmt: skip
         keys = [self.keys.alerts_state, self.keys.alerts_samples, self.keys.alerts_due]
         return int(await self._commit(lease, self.leader_key, keys, args))
-
-    @guarded
-    async def claim(self, now: int, *, lease_ms: int, limit: int, token: str) -> list[Delivery]:
-        """Lease up to `limit` due notifications until now + `lease_ms`."""
-        args = ClaimArgs(now, now + lease_ms, limit, self.keys.alert_prefix(), token)
-        out = []
-        for flat in await self._claim([self.keys.alerts_due], args):
-            pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-            body = pairs.pop(b"body", None) or pairs.pop("body", b"")
-            out.append(Delivery.of(fields_of(pairs), body if isinstance(body, bytes)
-                                   else body.encode()))  # fmt: skip
-        return out
-
-    async def _settle_as(self, d: Delivery, mode: str, now: int, when: int, error: str) -> bool:
-        keys = [self.keys.alerts_due, self.keys.alert_prefix() + d.id, self.keys.alerts_dead]
-        return int(await self._settle(keys, SettleArgs(d.claim, mode, now, when, error))) == 1
-
-    @guarded
-    async def done(self, d: Delivery, now: int) -> bool:
-        return await self._settle_as(d, "done", now, 0, "")
-
-    @guarded
-    async def retry(self, d: Delivery, now: int, *, at_ms: int, error: str) -> bool:
-        return await self._settle_as(d, "retry", now, at_ms, error[:500])
-
-    @guarded
-    async def give_up(self, d: Delivery, now: int, *, error: str) -> bool:
-        return await self._settle_as(d, "dead", now, DEAD_TTL_MS, error[:500])
-
-    @guarded
-    async def pending(self) -> int:
-        return int(await self.redis.zcard(self.keys.alerts_due))
 
     @guarded
     async def now_ms(self) -> int:

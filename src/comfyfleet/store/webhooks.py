@@ -117,13 +117,64 @@ class JobHook:
     cursor: str
 
 
-class WebhookStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+class DeliveryQueue:
+    """Deliveries in Redis: their due times (ZSET `due`), one HASH each under `prefix`, and
+    the given-up ones (ZSET `dead`). `claim` leases due ones to one sender (the score becomes
+    the claim's deadline); `settle` records done / retry / dead, and only the claim's holder
+    may. Job webhooks and alert notifications are both such queues."""
+
+    def __init__(self, redis: aioredis.Redis, *, due: str, prefix: str, dead: str) -> None:
         self.redis = redis
-        self.keys = keys
-        self._collect: Script[CollectArgs] = standalone(redis, "webhook_collect")
+        self._due, self._prefix, self._dead = due, prefix, dead
         self._claim: Script[ClaimArgs] = standalone(redis, "webhook_claim")
         self._settle: Script[SettleArgs] = standalone(redis, "webhook_settle")
+
+    @guarded
+    async def claim(
+        self, now: int, *, lease_ms: int, limit: int, token: str | None = None
+    ) -> list[Delivery]:
+        """Lease up to `limit` due deliveries to this caller until now + `lease_ms`."""
+        args = ClaimArgs(now, now + lease_ms, limit, self._prefix, token or uuid.uuid4().hex)
+        out = []
+        for flat in await self._claim([self._due], args):
+            pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+            body = pairs.pop(b"body", None) or pairs.pop("body", b"")
+            raw = fields_of(pairs)
+            out.append(Delivery.of(raw, body if isinstance(body, bytes) else body.encode()))
+        return out
+
+    async def _settle_as(self, d: Delivery, mode: str, now: int, when: int, error: str) -> bool:
+        keys = [self._due, self._prefix + d.id, self._dead]
+        return int(await self._settle(keys, SettleArgs(d.claim, mode, now, when, error))) == 1
+
+    @guarded
+    async def done(self, d: Delivery, now: int) -> bool:
+        """Delivered: forget it. False when the claim was no longer ours."""
+        return await self._settle_as(d, "done", now, 0, "")
+
+    @guarded
+    async def retry(self, d: Delivery, now: int, *, at_ms: int, error: str) -> bool:
+        """Failed; due again at `at_ms` (ms)."""
+        return await self._settle_as(d, "retry", now, at_ms, error[:500])
+
+    @guarded
+    async def give_up(self, d: Delivery, now: int, *, error: str) -> bool:
+        """Failed for the last time: kept in the dead set for DEAD_TTL_MS."""
+        return await self._settle_as(d, "dead", now, DEAD_TTL_MS, error[:500])
+
+    @guarded
+    async def pending(self) -> int:
+        """Deliveries waiting or being sent."""
+        return int(await self.redis.zcard(self._due))
+
+
+class WebhookStore(DeliveryQueue):
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        super().__init__(
+            redis, due=keys.webhook_due, prefix=keys.webhook_prefix(), dead=keys.webhook_dead
+        )
+        self.keys = keys
+        self._collect: Script[CollectArgs] = standalone(redis, "webhook_collect")
         self._lease: Script[LeaseArgs] = standalone(redis, "webhook_lease")
 
     # -- jobs --------------------------------------------------------------------------
@@ -201,45 +252,7 @@ class WebhookStore:
                 pipe.zadd(self.keys.webhook_following, {job_id: next_ms})
             await pipe.execute()
 
-    # -- deliveries --------------------------------------------------------------------
-
-    @guarded
-    async def claim(self, now: int, *, lease_ms: int, limit: int) -> list[Delivery]:
-        """Lease up to `limit` due deliveries to this caller until now + `lease_ms`."""
-        token = uuid.uuid4().hex
-        args = ClaimArgs(now, now + lease_ms, limit, self.keys.webhook_prefix(), token)
-        reply = await self._claim([self.keys.webhook_due], args)
-        out = []
-        for flat in reply:
-            pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-            body = pairs.pop(b"body", None) or pairs.pop("body", b"")
-            raw = fields_of(pairs)
-            out.append(Delivery.of(raw, body if isinstance(body, bytes) else body.encode()))
-        return out
-
-    async def _settle_as(self, d: Delivery, mode: str, now: int, when: int, error: str) -> bool:
-        keys = [self.keys.webhook_due, self.keys.webhook(d.id), self.keys.webhook_dead]
-        return int(await self._settle(keys, SettleArgs(d.claim, mode, now, when, error))) == 1
-
-    @guarded
-    async def done(self, d: Delivery, now: int) -> bool:
-        """Delivered: forget it. False when the claim was no longer ours."""
-        return await self._settle_as(d, "done", now, 0, "")
-
-    @guarded
-    async def retry(self, d: Delivery, now: int, *, at_ms: int, error: str) -> bool:
-        """Failed; due again at `at_ms` (ms)."""
-        return await self._settle_as(d, "retry", now, at_ms, error[:500])
-
-    @guarded
-    async def give_up(self, d: Delivery, now: int, *, error: str) -> bool:
-        """Failed for the last time: kept in the dead set for DEAD_TTL_MS."""
-        return await self._settle_as(d, "dead", now, DEAD_TTL_MS, error[:500])
-
-    @guarded
-    async def pending(self) -> int:
-        """Deliveries waiting or being sent."""
-        return int(await self.redis.zcard(self.keys.webhook_due))
+    # -- deliveries (claim, settle, pending: DeliveryQueue) ------------------------------
 
     @guarded
     async def dead(self, limit: int = 100) -> list[dict[str, str]]:
