@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from comfyfleet.web.auth import basic_auth_header
+from comfyfleet.web.auth import credentials_headers
 
 POLL_S = 0.25
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -45,11 +45,7 @@ class Submitter:
         self, url: str, *, username: str | None, password: str | None, stream: TextIO
     ) -> None:
         self.url = url.rstrip("/")
-        self.headers = (
-            {"Authorization": basic_auth_header(username, password)}
-            if username and password
-            else {}
-        )
+        self.headers = credentials_headers(username, password, None)
         self.stream = stream
         self._last = ""
 

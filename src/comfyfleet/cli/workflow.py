@@ -21,7 +21,7 @@ import typer
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
 from comfyfleet.templates.loader import API_SUFFIX, PARAMS_SUFFIX, UI_SUFFIX
-from comfyfleet.web.auth import basic_auth_header, bearer_header
+from comfyfleet.web.auth import credentials_headers
 
 workflow_app = typer.Typer(
     help="Publish, list and roll back workflow versions on a balancer.", no_args_is_help=True
@@ -31,15 +31,6 @@ app.add_typer(workflow_app, name="workflow")
 
 class CallFailed(Exception):
     """The balancer refused or could not be reached; the message says why."""
-
-
-def auth_headers(username: str | None, password: str | None, api_key: str | None) -> dict[str, str]:
-    """The Authorization header for an API key, else basic auth, else none."""
-    if api_key:
-        return {"Authorization": bearer_header(api_key)}
-    if username and password:
-        return {"Authorization": basic_auth_header(username, password)}
-    return {}
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,7 @@ class Balancer:
 
 
 def _balancer(url: str, username: str | None, password: str | None, key: str | None) -> Balancer:
-    return Balancer(url.rstrip("/"), auth_headers(username, password, key))
+    return Balancer(url.rstrip("/"), credentials_headers(username, password, key))
 
 
 def _run(call: Coroutine[Any, Any, Any]) -> Any:

@@ -11,8 +11,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from comfyfleet.web.auth import basic_auth_header, bearer_header
-
 # Connect and whole-request bounds for ordinary calls (s); event streams have no total bound.
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 60.0
@@ -30,15 +28,6 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}" if self.code else self.detail
-
-
-def auth_header(username: str | None, password: str | None, api_key: str | None) -> dict[str, str]:
-    """An API key wins over basic auth; no credentials, no header."""
-    if api_key:
-        return {"Authorization": bearer_header(api_key)}
-    if username and password:
-        return {"Authorization": basic_auth_header(username, password)}
-    return {}
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 
 from comfyfleet.config import McpConfig
-from comfyfleet.mcp.client import ApiError, BalancerClient, auth_header
+from comfyfleet.mcp.client import ApiError, BalancerClient
 from comfyfleet.mcp.server import FleetMcp
+from comfyfleet.web.auth import credentials_headers
 
 log = structlog.get_logger(__name__)
 MCP_PATH = "/mcp"
@@ -64,7 +65,7 @@ async def serve(cfg: McpConfig) -> None:
     does not take our credentials: better to fail at start than on an agent's first call."""
     key = cfg.api_key.get_secret_value() if cfg.api_key else None
     password = cfg.password.get_secret_value() if cfg.password else None
-    async with BalancerClient(cfg.url, auth_header(cfg.username, password, key)) as client:
+    async with BalancerClient(cfg.url, credentials_headers(cfg.username, password, key)) as client:
         fleet = FleetMcp(cfg, client)
         try:
             await fleet.catalog.refresh()

@@ -123,6 +123,17 @@ def bearer_header(key: str) -> str:
     return f"Bearer {key}"
 
 
+def credentials_headers(
+    username: str | None, password: str | None, api_key: str | None
+) -> dict[str, str]:
+    """A client's Authorization header: an API key wins over basic auth; none, no header."""
+    if api_key:
+        return {"Authorization": bearer_header(api_key)}
+    if username and password:
+        return {"Authorization": basic_auth_header(username, password)}
+    return {}
+
+
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
     """(user, password) from an Authorization header, or None if absent or malformed.
 
