@@ -18,8 +18,7 @@ from multidict import CIMultiDict
 from comfyfleet.cli.fleet import Fleet
 from comfyfleet.cli.submitter import Submitter
 from comfyfleet.redis_server import RedisServer
-from tests.e2e.conftest import PASSWORD, USER, Api, fleet_spec
-from tests.support.s3 import S3Server
+from tests.e2e.conftest import PASSWORD, USER, Api, fleet_spec, store_env
 
 PRESIGN_S = 300
 
@@ -30,10 +29,7 @@ def fleet(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
-    env: dict[str, str] = {}
-    if request.param == "s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        env = {**s3.env(s3.config()), "BALANCER_PRESIGN_OUTPUTS": str(PRESIGN_S)}
+    env = store_env(request, BALANCER_PRESIGN_OUTPUTS=str(PRESIGN_S))
     with Fleet(fleet_spec(redis_server, tmp_path_factory, extra_env=env)) as fleet:
         yield fleet
 

@@ -14,6 +14,7 @@ import pytest
 from comfyfleet.cli.fleet import Fleet, FleetSpec
 from comfyfleet.redis_server import RedisServer
 from comfyfleet.web.auth import basic_auth_header
+from tests.support.s3 import S3Server
 from tests.support.waiting import until
 
 USER = "e2e"
@@ -37,6 +38,15 @@ def fleet_spec(
         "data_dir": Path(tmp_path_factory.mktemp("fleet")),
     }
     return FleetSpec(**{**fields, **overrides})
+
+
+def store_env(request: pytest.FixtureRequest, **s3_settings: str) -> dict[str, str]:
+    """The fleet's environment for the store a `params=["redis", "s3"]` fixture names: none
+    for Redis (the default); for S3, the suite's S3 server plus `s3_settings`."""
+    if request.param != "s3":
+        return {}
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return {**s3.env(s3.config()), **s3_settings}
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import pytest
 
 from comfyfleet.cli.fleet import Fleet
 from comfyfleet.redis_server import RedisServer
-from tests.e2e.conftest import api, fleet_spec, http  # noqa: F401 -- fixtures, used by name
-from tests.support.s3 import S3Server
+from tests.e2e.conftest import api, fleet_spec, http, store_env  # noqa: F401 -- fixtures, used by name
 
 
 @pytest.fixture(scope="module", params=["redis", "s3"])
@@ -17,9 +16,5 @@ def fleet(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
-    env: dict[str, str] = {}
-    if request.param == "s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        env = s3.env(s3.config())
-    with Fleet(fleet_spec(redis_server, tmp_path_factory, extra_env=env)) as fleet:
+    with Fleet(fleet_spec(redis_server, tmp_path_factory, extra_env=store_env(request))) as fleet:
         yield fleet

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 
 from comfyfleet.cli.fleet import Fleet, FleetSpec
 from comfyfleet.redis_server import RedisServer
-from comfyfleet.web.auth import basic_auth_header
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import PASSWORD, USER, Api
 from tests.logs.conftest import LineServer
 from tests.node_process.conftest import json_lines, sim_cmd
@@ -24,6 +24,9 @@ from tests.support.waiting import until
 
 _colors = iter(range(1, 1 << 24))
 INJECTED = "comfyfleet.sim.faults.InjectedFailure: sim: injected failure in SaveImage (node 2)"
+
+# The e2e suite's authenticated session and API client, for this module's fleet.
+http, api = e2e.http, e2e.api
 
 
 def job_body() -> dict[str, Any]:
@@ -45,18 +48,6 @@ def fleet(
     )  # fmt: skip
     with Fleet(spec) as fleet:
         yield fleet
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    auth = {"Authorization": basic_auth_header(USER, PASSWORD)}
-    async with aiohttp.ClientSession(headers=auth) as session:
-        yield session
-
-
-@pytest.fixture
-def api(fleet: Fleet, http: aiohttp.ClientSession) -> Api:
-    return Api(http, fleet.balancer_url)
 
 
 async def _node(api: Api, fleet: Fleet) -> dict[str, Any]:
