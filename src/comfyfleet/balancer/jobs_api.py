@@ -21,7 +21,7 @@ from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE, JobStore
 from comfyfleet.templates.render import render, resolve_params, validate_params
-from comfyfleet.web.auth import caller_of
+from comfyfleet.web.auth import caller_of, principal_of
 from comfyfleet.web.numbers import ascii_int, is_ascii_int
 from comfyfleet.web.responses import JSON_BODY_LIMIT, json_response, read_json
 
@@ -66,6 +66,7 @@ async def _spec_of(request: web.Request, body: JobRequest) -> JobSpec:
         "timeout_ms": body.timeout_ms,
         "metadata": body.metadata,
         "webhook_url": body.webhook_url,
+        "owner": principal_of(request).label,
     }
     if body.graph is not None:
         graph = check_graph(body.graph)

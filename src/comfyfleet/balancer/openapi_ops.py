@@ -71,6 +71,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "params": {"prompt": "a red fox in snow", "seed": 42, "steps": 20},
     "priority": 0,
     "pool": "default",
+    "owner": "apikey:7f3a9c21d0e4",
     "attempts": 1,
     "max_attempts": 3,
     "node_id": "gpu-box-1-8101",

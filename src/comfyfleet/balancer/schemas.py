@@ -107,6 +107,7 @@ class JobView(BaseModel):
     params: dict[str, Any]
     priority: int
     pool: str
+    owner: str = Field(description="who submitted it: admin, anonymous or apikey:<key id>")
     attempts: int
     max_attempts: int
     node_id: str | None
@@ -153,6 +154,7 @@ class JobView(BaseModel):
             params=job.params,
             priority=job.priority,
             pool=job.pool,
+            owner=job.owner,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             node_id=job.node_id,

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 DEFAULT_POOL = "default"
+# Jobs written before owners were recorded, and jobs submitted with auth switched off.
+DEFAULT_OWNER = "admin"
 DEFAULT_MAX_ATTEMPTS = 3
 # Priorities are small integers; higher runs first. The queue score packs priority above a
 # sequence number, so the range is bounded.
@@ -162,6 +164,9 @@ class JobSpec(BaseModel):
     timeout_ms: int | None = Field(default=None, ge=1)
     webhook_url: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Who submitted it (`web.auth.Principal.label`: admin, anonymous or apikey:<id>): the
+    # tenant whose job it is.
+    owner: str = DEFAULT_OWNER
 
 
 # Fields that are stored as JSON strings inside the job hash.
@@ -195,6 +200,7 @@ class Job(BaseModel):
     graph: dict[str, Any] = Field(default_factory=dict)
     priority: int = 0
     pool: str = DEFAULT_POOL
+    owner: str = DEFAULT_OWNER
     # Enqueue order within the queue; kept across requeues so a retried job keeps its place.
     seq: int = 0
     attempts: int = 0
