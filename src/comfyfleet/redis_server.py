@@ -21,6 +21,7 @@ from comfyfleet.errors import ConfigError
 STARTUP_TIMEOUT_S = 10.0
 # Bytes; see `_argv`.
 HASH_MAX_LISTPACK_VALUE = 1024
+STREAM_NODE_MAX_BYTES = 1024
 
 
 def find_server_binary(override: str | None = None) -> str:
@@ -86,6 +87,10 @@ class RedisServer:
             # hash a compact listpack (the default, 64, turns it into a hash table at about
             # twice the memory). Set the same on a Redis of your own.
             "--hash-max-listpack-value", str(HASH_MAX_LISTPACK_VALUE),
+            # A stream's newest node is allocated this big ahead of need (the default, 4 KB,
+            # is what a running job's few events would cost). A finished job's log is sized
+            # exactly whatever this is (compact_log in store/lua/_lib.lua).
+            "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
         ]  # fmt: skip
         if self.password:
             argv += ["--requirepass", self.password]

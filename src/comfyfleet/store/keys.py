@@ -17,7 +17,8 @@ key                        type   TTL             written by
 {ns}:idem:<key>            STRING idempotency TTL enqueue: idempotency key -> job id
 {ns}:events:<id>           STREAM retention, once every script + node progress; capped (MAXLEN ~);
                                   terminal        opened by the first event after `queued`
-                                                  (open_log in lua/_lib.lua)
+                                                  (open_log in lua/_lib.lua), compacted by
+                                                  the script that ends the job (compact_log)
 {ns}:wake                  PUBSUB -               enqueue/requeue/retry/release/promotion
                                                   publish; idle nodes wake (hint only)
 {ns}:cancel                PUBSUB -               cancel of a running job publishes the id (hint)

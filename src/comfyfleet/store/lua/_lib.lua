@@ -85,6 +85,86 @@ local function emit(events_key, kind, data_json)
     'data', data_json)
 end
 
+-- Event kinds that only say "how far now": a later one of the same kind in the same
+-- attempt (for `progress`, of the same ComfyUI node) supersedes it.
+local SUPERSEDED_KINDS = { progress = true, preview = true, lease = true }
+
+-- The kind and data of a stream entry's field list.
+local function entry_fields(fields)
+  local kind, data
+  for i = 1, #fields, 2 do
+    if fields[i] == 'type' then
+      kind = fields[i + 1]
+    elseif fields[i] == 'data' then
+      data = fields[i + 1]
+    end
+  end
+  return kind, data
+end
+
+-- Which entries of a finished job's log to keep, oldest first: every one but the progress,
+-- preview and lease events a later one of its kind supersedes within the same attempt (the
+-- `state` events between attempts part them). Walks newest first, so the first of a kind
+-- met is the latest.
+local function kept_entries(entries)
+  local kept, latest = {}, {}
+  for i = #entries, 1, -1 do
+    local kind, data = entry_fields(entries[i][2])
+    local keep = true
+    if kind == 'state' then
+      latest = {}
+    elseif SUPERSEDED_KINDS[kind] then
+      local slot = kind
+      if kind == 'progress' then
+        local ok, event = pcall(cjson.decode, data or '')
+        slot = kind .. '\31' .. tostring(ok and type(event) == 'table' and event.node or '')
+      end
+      keep = not latest[slot]
+      latest[slot] = true
+    end
+    if keep then
+      kept[#kept + 1] = entries[i]
+    end
+  end
+  local oldest_first = {}
+  for i = #kept, 1, -1 do
+    oldest_first[#oldest_first + 1] = kept[i]
+  end
+  return oldest_first
+end
+
+-- Shrink a finished job's log to what a reader replaying it needs (docs/design.md, "Event
+-- log"): the kept entries are written again under their own ids, so Last-Event-ID still
+-- resumes anywhere, and the stream is dumped and restored, which sizes it exactly (Redis
+-- grows a stream's node to 4 KB ahead of need and never gives that back). The log then
+-- expires with the job, after the retention. A Redis that refuses DUMP/RESTORE keeps the
+-- rewritten stream as it is.
+local function compact_log(events_key)
+  local entries = redis.call('XRANGE', events_key, '-', '+')
+  if #entries == 0 then
+    return
+  end
+  local kept = kept_entries(entries)
+  redis.call('DEL', events_key)
+  for _, entry in ipairs(kept) do
+    redis.call('XADD', events_key, entry[1], unpack(entry[2]))
+  end
+  local dumped, payload = pcall(redis.call, 'DUMP', events_key)
+  if not dumped or not pcall(redis.call, 'RESTORE', events_key, NS.retention_ms, payload,
+      'REPLACE') then
+    redis.call('PEXPIRE', events_key, NS.retention_ms)
+  end
+end
+
+-- Append a job's `state` event; once the status is terminal, compact its log.
+local function emit_state(events_key, status, data_json)
+  local id = emit(events_key, 'state', data_json)
+  if TERMINAL[status] then
+    compact_log(events_key)
+  end
+  return id
+end
+
 -- Append one AttemptRecord (models/job.py) to the job's JSON `history` list, by text so the
 -- earlier records are never decoded and re-encoded.
 local function append_history(job_key, node_id, now, outcome, error_json)
@@ -134,13 +214,29 @@ local function requeue(job_key, job_id, queue_key, now)
   redis.call('ZADD', queue_key, queue_score(f[1], f[2]), job_id)
 end
 
--- End a job: stamp it and let its hash and event stream expire after the retention.
-local function finish(job_key, job_id, events_key, status, now)
+-- A finished job keeps no cleared field: '' and absent read the same (models/job.py), and
+-- each field costs memory for the whole retention.
+local EMPTY_ONCE_FINISHED = { 'lease_deadline_ms', 'not_before_ms' }
+local function drop_empty_fields(job_key)
+  local fields, empty = redis.call('HGETALL', job_key), {}
+  for i = 1, #fields, 2 do
+    if fields[i + 1] == '' then
+      empty[#empty + 1] = fields[i]
+    end
+  end
+  for _, name in ipairs(EMPTY_ONCE_FINISHED) do
+    empty[#empty + 1] = name
+  end
+  redis.call('HDEL', job_key, unpack(empty))
+end
+
+-- End a job: stamp it and let its hash expire after the retention (its event log expires
+-- with it once the terminal `state` event compacts it: emit_state).
+local function finish(job_key, job_id, status, now)
   set_status(job_key, job_id, status)
-  redis.call('HSET', job_key, 'finished_ms', now, 'updated_ms', now, 'lease_deadline_ms', '',
-    'not_before_ms', '')
+  redis.call('HSET', job_key, 'finished_ms', now, 'updated_ms', now)
+  drop_empty_fields(job_key)
   redis.call('PEXPIRE', job_key, NS.retention_ms)
-  redis.call('PEXPIRE', events_key, NS.retention_ms)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
   -- dies now cannot lose the notification.
   observe_end(job_key, status, now)
@@ -175,7 +271,7 @@ local function take_back(job_id, f, outcome, message, ctx)
   redis.call('HINCRBY', ctx.stats_key, 'expired', 1)
   local event = { node_id = node_id, attempt = attempt, reason = outcome, at_ms = now }
   if f[6] == '1' then
-    finish(job_key, job_id, events_key, 'cancelled', now)
+    finish(job_key, job_id, 'cancelled', now)
     redis.call('HINCRBY', ctx.stats_key, 'cancelled', 1)
     event.status = 'cancelled'
   elseif attempt < (tonumber(f[5]) or 1) then
@@ -184,11 +280,11 @@ local function take_back(job_id, f, outcome, message, ctx)
     redis.call('HINCRBY', ctx.stats_key, 'retried', 1)
     event.status = 'queued'
   else
-    finish(job_key, job_id, events_key, 'failed', now)
+    finish(job_key, job_id, 'failed', now)
     redis.call('HINCRBY', ctx.stats_key, 'failed', 1)
     event.status = 'failed'
   end
-  emit(events_key, 'state', json_object(event, { error = error_json }))
+  emit_state(events_key, event.status, json_object(event, { error = error_json }))
   return event.status
 end
 

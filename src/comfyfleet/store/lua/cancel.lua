@@ -20,9 +20,9 @@ end
 if f[1] == 'queued' then
   redis.call('ZREM', KEYS[7], job_id)
   redis.call('ZREM', KEYS[8], job_id)
-  finish(job_key, job_id, events_key, 'cancelled', now)
+  finish(job_key, job_id, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
-  emit(events_key, 'state', json_object({ status = 'cancelled', at_ms = now }))
+  emit_state(events_key, 'cancelled', json_object({ status = 'cancelled', at_ms = now }))
 elseif f[1] == 'running' then
   if f[3] ~= '1' then
     redis.call('HSET', job_key, 'cancel_requested', '1', 'updated_ms', now)

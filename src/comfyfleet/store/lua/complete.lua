@@ -21,9 +21,9 @@ local attempt = tonumber(redis.call('HGET', job_key, 'attempts')) or 0
 append_history(job_key, node_id, now, 'succeeded', nil)
 drop_lease(job_key, job_id, KEYS[7], KEYS[8])
 redis.call('HSET', job_key, 'outputs', A.outputs_json, 'error', '')
-finish(job_key, job_id, KEYS[9], 'succeeded', now)
+finish(job_key, job_id, 'succeeded', now)
 redis.call('HINCRBY', KEYS[10], 'succeeded', 1)
-emit(KEYS[9], 'state', json_object(
+emit_state(KEYS[9], 'succeeded', json_object(
   { status = 'succeeded', node_id = node_id, attempt = attempt, at_ms = now },
   { outputs = A.outputs_json }))
 return reply_job(job_key)

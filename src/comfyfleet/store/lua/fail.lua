@@ -31,7 +31,7 @@ redis.call('HSET', job_key, 'error', error_json)
 
 local event = { node_id = node_id, attempt = attempt, at_ms = now }
 if f[3] == '1' then
-  finish(job_key, job_id, events_key, 'cancelled', now)
+  finish(job_key, job_id, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
 elseif A.retryable and attempt < max_attempts then
@@ -49,9 +49,9 @@ elseif A.retryable and attempt < max_attempts then
   redis.call('HINCRBY', KEYS[10], 'retried', 1)
   event.status = 'queued'
 else
-  finish(job_key, job_id, events_key, 'failed', now)
+  finish(job_key, job_id, 'failed', now)
   redis.call('HINCRBY', KEYS[10], 'failed', 1)
   event.status = 'failed'
 end
-emit(events_key, 'state', json_object(event, { error = error_json }))
+emit_state(events_key, event.status, json_object(event, { error = error_json }))
 return reply_job(job_key)

@@ -18,8 +18,8 @@ end
 local attempt = tonumber(redis.call('HGET', job_key, 'attempts')) or 0
 append_history(job_key, node_id, now, 'cancelled', nil)
 drop_lease(job_key, job_id, KEYS[7], KEYS[8])
-finish(job_key, job_id, events_key, 'cancelled', now)
+finish(job_key, job_id, 'cancelled', now)
 redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
-emit(events_key, 'state', json_object(
+emit_state(events_key, 'cancelled', json_object(
   { status = 'cancelled', node_id = node_id, attempt = attempt, at_ms = now }))
 return reply_job(job_key)

@@ -29,7 +29,7 @@ end
 
 local event = { node_id = node_id, attempt = attempts, reason = 'released', at_ms = now }
 if f[2] == '1' then
-  finish(job_key, job_id, events_key, 'cancelled', now)
+  finish(job_key, job_id, 'cancelled', now)
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
 else
@@ -38,5 +38,5 @@ else
   redis.call('PUBLISH', NS.wake_channel, '')
   event.status = 'queued'
 end
-emit(events_key, 'state', json_object(event))
+emit_state(events_key, event.status, json_object(event))
 return reply_job(job_key)
