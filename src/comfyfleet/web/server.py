@@ -10,23 +10,29 @@
   header, a line over 8190 bytes) come back as problem+json naming only the kind of
   problem: aiohttp's text quotes the offending bytes, which may be someone's credentials.
   They are logged at info as `bad_http_request`, also without the bytes.
+- The access log is one structured line per request (`AccessLog`), logged straight through
+  structlog: aiohttp's own formats a text line through the stdlib's logging, which cost
+  about a fifth of the balancer's CPU under submit load.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from http import HTTPStatus
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, InvalidHeader, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from comfyfleet.errors import PROBLEM_BASE
-from comfyfleet.web.problems import HTTP_CODES, problem_response
+from comfyfleet.web.problems import HTTP_CODES, REQUEST_ID_HEADER, problem_response
 
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("aiohttp.access")
 
 # Seconds a connection has to deliver a complete request head (see the module docstring).
 HEADER_TIMEOUT_S = 20.0
@@ -77,6 +83,22 @@ class _Handler(RequestHandler):
         log.error("server_exception", detail=text, exc_info=kw.get("exc_info", True))
 
 
+class AccessLog(AbstractAccessLogger):
+    """One `request` line per answered request: method, path with query (redacted like every
+    line), status, bytes sent (headers included), duration (ms), the peer and the request
+    id (X-Request-ID). Referer and User-Agent are left out (aiohttp's line had them)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        access_log.info("request", method=request.method, path=request.path_qs,
+                        status=response.status, bytes=response.body_length,
+                        ms=round(time * 1000, 2), remote=request.remote,
+                        request_id=response.headers.get(REQUEST_ID_HEADER))  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
 class _Server(web.Server):
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
@@ -108,4 +130,5 @@ def make_runner(
         handle_signals=False,
         shutdown_timeout=shutdown_timeout_s,
         keepalive_timeout=header_timeout_s,
+        access_log_class=AccessLog,
     )
