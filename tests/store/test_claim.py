@@ -114,6 +114,16 @@ async def test_queue_position(store: JobStore) -> None:
     assert await store.queue_position("nope") is None
 
 
+async def test_enqueue_answers_the_position_it_placed_the_job_at(store: JobStore) -> None:
+    first = await store.enqueue_placed(spec())
+    second = await store.enqueue_placed(spec())
+    urgent = await store.enqueue_placed(spec(priority=1), idempotency_key="k")
+    assert [p.queue_position for p in (first, second, urgent)] == [0, 1, 0]
+    assert await store.queue_position(second.job.id) == 2  # the urgent one went ahead
+    replay = await store.enqueue_placed(spec(priority=1), idempotency_key="k")
+    assert (replay.created, replay.job.id, replay.queue_position) == (False, urgent.job.id, None)
+
+
 async def test_stale_queue_entry_is_dropped_and_counted(store: JobStore) -> None:
     await store.redis.zadd(store.keys.queue("default"), {"ghost": 0})
     real, _ = await store.enqueue(spec())

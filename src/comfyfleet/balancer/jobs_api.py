@@ -45,10 +45,12 @@ async def _progress(store: JobStore, job: Job) -> ProgressView | None:
     )
 
 
-async def job_view(request: web.Request, job: Job) -> JobView:
+async def job_view(request: web.Request, job: Job, position: int | None = None) -> JobView:
+    """`position`: the queue position when the caller knows it (the enqueue answered it);
+    else it is read when the job is queued."""
     store = request.app[JOBS]
-    queued = job.status is JobStatus.QUEUED
-    position = await store.queue_position(job.id, job.pool) if queued else None
+    if position is None and job.status is JobStatus.QUEUED:
+        position = await store.queue_position(job.id, job.pool)
     return JobView.of(
         job,
         base_url=public_base(request),
@@ -106,12 +108,14 @@ async def submit_job(request: web.Request) -> web.Response:
     spec = await _spec_of(request, body)
     await hold_inputs(request, spec.graph)
     bound = queue_limit(request.app[CONFIG].queue_limits, spec.pool)
-    job, created = await request.app[JOBS].enqueue(spec, idempotency_key=key, queue_limit=bound)
+    placed = await request.app[JOBS].enqueue_placed(spec, idempotency_key=key, queue_limit=bound)
+    job, created, position = placed.job, placed.created, placed.queue_position
     if created and body.webhook_url:
         await request.app[WEBHOOKS].watch(job, body.webhook_events, public_base(request))
     if wait_s and not job.is_terminal:
         job = await wait_for_end(request.app, job.id, wait_s, caller_of(request)) or job
-    view = await job_view(request, job)
+        position = None  # it may have moved on meanwhile
+    view = await job_view(request, job, position)
     headers = {"Location": f"/api/v1/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"

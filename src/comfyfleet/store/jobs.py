@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -80,6 +81,16 @@ CLAIM_SCAN = 32
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
+@dataclass(frozen=True)
+class Placed:
+    """What `enqueue_placed` answers. `queue_position`: 0 = next to be claimed in its pool;
+    None for an idempotent replay (the job may have moved on since)."""
+
+    job: Job
+    created: bool
+    queue_position: int | None
+
+
 class QueueFull(ComfyfleetError):
     """The pool's queue holds as many jobs as its bound allows; the job was not accepted."""
 
@@ -133,7 +144,6 @@ class JobStore:
 
     # -- state changes: one script each -------------------------------------------------
 
-    @guarded
     async def enqueue(
         self,
         spec: JobSpec,
@@ -146,6 +156,22 @@ class JobStore:
         idempotency TTL) returns the job it created before, with created=False.
         `queue_limit`: QueueFull when the pool's queue already holds that many jobs (checked
         in the same atomic step; None or 0: no bound)."""
+        placed = await self.enqueue_placed(
+            spec, job_id=job_id, idempotency_key=idempotency_key, queue_limit=queue_limit
+        )
+        return placed.job, placed.created
+
+    @guarded
+    async def enqueue_placed(
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        queue_limit: int | None = None,
+    ) -> Placed:
+        """`enqueue`, also answering the new job's queue position from the same script (the
+        submit handler shows it; a read of its own would cost a round trip)."""
         if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
             raise ValidationFailed(
                 f"priority {spec.priority} outside {MIN_PRIORITY}..{MAX_PRIORITY}",
@@ -186,7 +212,8 @@ class JobStore:
                 pool=spec.pool,
                 limit=queue_limit,
             )
-        return job_of(reply[1]), text(reply[0]) == "ok"
+        created = text(reply[0]) == "ok"
+        return Placed(job_of(reply[1]), created, int(reply[2]) if created else None)
 
     @guarded
     async def claim(

@@ -13,7 +13,7 @@
 --             The job an idempotency key names is only known here, so its key is built from
 --             NS.job_prefix (same hash tag, still Cluster-legal).
 --
--- Returns {'ok', fields} when created, {'exists', fields} for a known idempotency key,
+-- Returns {'ok', fields, queue position (0: next)} when created, {'exists', fields} for a known idempotency key,
 -- {'conflict'} when the job id is taken, {'full', depth} when the queue is at its bound.
 local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
@@ -55,4 +55,5 @@ redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
 -- No event log yet: the `queued` event is written when the log is opened (open_log in
 -- _lib.lua), which readers see meanwhile (store/events.py).
 redis.call('PUBLISH', NS.wake_channel, f[2])
-return reply_job(job_key)
+-- The position too: the submit's answer shows it, and a read of its own was a round trip.
+return { 'ok', redis.call('HGETALL', job_key), redis.call('ZRANK', KEYS[8], job_id) }
