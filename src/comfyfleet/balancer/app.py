@@ -74,6 +74,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await blobs.close()
     await app[JOBS].close()  # its wake-up listener, if anything subscribed
+    await app[LOGIN_THROTTLE].close()  # its failure-channel listener
     await redis.aclose()
 
 

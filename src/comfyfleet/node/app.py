@@ -163,6 +163,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     await parts.comfy.close()
     await parts.blobs.close()
     await parts.store.close()  # its wake-up listener
+    await app[LOGIN_THROTTLE].close()  # its failure-channel listener
     await parts.redis.aclose()
 
 

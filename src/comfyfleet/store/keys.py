@@ -53,6 +53,8 @@ key                        type   TTL             written by
 {ns}:apikeys               ZSET   -               store/apikeys.py (score created ms): listing
 {ns}:authfail:<source>     HASH   15 min after    store/logins.py: failed logins of one address
                                   the last        (count, until_ms); a correct login deletes it
+{ns}:authfail              PUBSUB -               lua/login_failed.lua publishes the source;
+                                                  processes forget what they cached as clean
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
 {ns}:inputs:ledger         ZSET   -               lua/input_put.lua: "<id>|<size>|<caller>" by
@@ -220,6 +222,10 @@ class Keys:
 
     def login_failures(self, source: str) -> str:
         return f"{self.prefix}:authfail:{source}"
+
+    @property
+    def login_failed_channel(self) -> str:
+        return f"{self.prefix}:authfail"
 
     @property
     def input_prefix(self) -> str:
