@@ -50,6 +50,15 @@ async def test_a_streamed_blob_reads_back_whole_and_by_range(blobs: BlobStore) -
     assert tail == data[-5:]
 
 
+@pytest.mark.parametrize("size", [1, MIB - 1, MIB, MIB + 1, 2 * MIB])
+async def test_blobs_around_the_chunk_size_read_back_whole(blobs: BlobStore, size: int) -> None:
+    data = os.urandom(size)
+    stored = await blobs.put_stream(f"outputs/p/j/a1-1/{size}.png", chunked(data, MIB // 2),
+                                    content_type="image/png")  # fmt: skip
+    assert await blobs.size(stored.key) == size
+    assert await read_all(blobs, stored.key) == data
+
+
 async def test_deleted_and_unknown_blobs_read_as_gone(blobs: BlobStore) -> None:
     stored = await blobs.put_stream("inputs/abc", chunked(b"hello"), content_type="image/png")
     await blobs.delete([stored.key, "inputs/never-written"])
@@ -116,7 +125,10 @@ async def test_redis_blobs_carry_their_ttl(blobs: BlobStore, redis_config: Redis
         pytest.skip("S3 objects have no TTL of their own: the sweeper's tests cover them")
     await blobs.put_stream("outputs/p/j/a1-1/0-x", chunked(b"abc"), content_type="image/png",
                            ttl_ms=60_000)  # fmt: skip
+    await blobs.put_stream("outputs/p/j/a1-1/1-x", chunked(b"abc"), content_type="image/png")
     redis = aioredis.Redis.from_url(redis_config.url)
     ttl = await redis.pttl(Keys(redis_config.namespace).blob("outputs/p/j/a1-1/0-x"))
+    kept = await redis.pttl(Keys(redis_config.namespace).blob("outputs/p/j/a1-1/1-x"))
     await redis.aclose()
     assert 0 < ttl <= 60_000
+    assert kept == -1  # no TTL asked: none

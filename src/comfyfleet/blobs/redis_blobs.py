@@ -2,7 +2,9 @@
 
 A blob is one STRING `{ns}:blob:<key>`. It is written by APPENDs to a temporary
 `{ns}:blob-part:<token>` (which expires on its own if the writer dies) and renamed into
-place with its TTL in one script, so a reader never sees half a blob. Ranges are GETRANGE.
+place with its TTL in one script, so a reader never sees half a blob. A blob that fits in
+one chunk is written by one SET with its TTL instead (as atomic, two round trips fewer).
+Ranges are GETRANGE.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class RedisBlobStore:
         tally = Tally(key, max_bytes or self.max_bytes)
         part = self.keys.blob_part(uuid.uuid4().hex)
         pending = bytearray()
+        appended = False
         try:
             async for chunk in chunks:
                 tally.add(chunk)
@@ -64,6 +67,10 @@ class RedisBlobStore:
                 if len(pending) >= CHUNK_BYTES:
                     await self._append(part, pending)
                     pending.clear()
+                    appended = True
+            if not appended:
+                await self.redis.set(self.keys.blob(key), bytes(pending), px=ttl_ms or None)
+                return tally.stored(content_type)
             await self._append(part, pending)
             await self._seal(keys=[part, self.keys.blob(key)], args=[ttl_ms or 0])
         except BaseException:
@@ -94,15 +101,23 @@ class RedisBlobStore:
         self, key: str, byte_range: ByteRange | None = None
     ) -> AsyncGenerator[bytes, None]:
         blob = self.keys.blob(key)
+        # Without a range: chunk after chunk until a short one, no STRLEN first (a small
+        # blob is then one round trip).
+        end = byte_range.end if byte_range else None
+        position = byte_range.start if byte_range else 0
         try:
-            end = byte_range.end if byte_range else await self.redis.strlen(blob) - 1
-            position = byte_range.start if byte_range else 0
-            while position <= end:
-                last = min(end, position + CHUNK_BYTES - 1)
+            while end is None or position <= end:
+                last = (
+                    position + CHUNK_BYTES - 1
+                    if end is None
+                    else min(end, position + CHUNK_BYTES - 1)
+                )
                 chunk = await self.redis.getrange(blob, position, last)
                 if not chunk:
-                    return  # gone (expired) meanwhile
+                    return  # gone (expired) meanwhile, or the blob's end
                 yield chunk.encode() if isinstance(chunk, str) else chunk
+                if len(chunk) < last - position + 1:
+                    return
                 position = last + 1
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
