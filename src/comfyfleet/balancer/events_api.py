@@ -138,14 +138,23 @@ async def _cursor_and_job(store: JobStore, job_id: str) -> tuple[str, Job | None
     return cursor, Job.from_fields(fields_of(fields)) if fields else None
 
 
-async def wait_for_end(app: web.Application, job_id: str, wait_s: float, caller: str) -> Job | None:
+async def wait_for_end(
+    app: web.Application, job_id: str, wait_s: float, caller: str, *, queued: Job | None = None
+) -> Job | None:
     """The job once it ends, or as it is after `wait_s` seconds (None: unknown job). Blocks
-    on the job's log; answers at once when no live slot is free for `caller`."""
+    on the job's log; answers at once when no live slot is free for `caller`. `queued`: the
+    job as this request just enqueued it, so its log can hold nothing before its `queued`
+    event (stream id `created_ms-0`, see open_log in lua/_lib.lua) and neither the cursor
+    nor the job needs a read first."""
     live = app[LIVE]
     if not live.take(caller):
         return await app[JOBS].get(job_id)
     try:
-        cursor, job = await _cursor_and_job(live.store, job_id)
+        job: Job | None
+        if queued is not None:
+            cursor, job = f"{queued.created_ms}-0", queued
+        else:
+            cursor, job = await _cursor_and_job(live.store, job_id)
         if job is None or job.is_terminal:
             return job
         loop = asyncio.get_running_loop()

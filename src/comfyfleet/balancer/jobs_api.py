@@ -113,7 +113,9 @@ async def submit_job(request: web.Request) -> web.Response:
     if created and body.webhook_url:
         await request.app[WEBHOOKS].watch(job, body.webhook_events, public_base(request))
     if wait_s and not job.is_terminal:
-        job = await wait_for_end(request.app, job.id, wait_s, caller_of(request)) or job
+        fresh = job if created else None
+        job = await wait_for_end(request.app, job.id, wait_s, caller_of(request),
+                                 queued=fresh) or job  # fmt: skip
         position = None  # it may have moved on meanwhile
     view = await job_view(request, job, position)
     headers = {"Location": f"/api/v1/jobs/{job.id}"}
