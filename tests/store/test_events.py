@@ -6,7 +6,7 @@ import pytest
 
 from comfyfleet.clock import FrozenClock
 from comfyfleet.errors import NotFound
-from comfyfleet.models.job import JobError, JobErrorCode, OutputRef
+from comfyfleet.models.job import JobError, JobErrorCode, JobStatus, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, StoreFactory, spec
@@ -95,6 +95,28 @@ async def test_blocking_read_wakes_on_a_new_event(make_store: StoreFactory) -> N
     got = await read
     assert [i for i, _ in got] == [new_id]
     assert loop.time() - started < EARLY_S
+
+
+async def test_a_blocking_read_brings_the_job_as_it_is_after_the_events(
+    make_store: StoreFactory,
+) -> None:
+    reader, writer = await make_store(), await make_store()
+    job, _ = await writer.enqueue(spec())
+    after = f"{job.created_ms}-0"  # the id of its queued event, as a fresh submit knows
+    read = asyncio.create_task(reader.events_and_job(job.id, after=after, block_ms=60_000))
+    await writer.claim("n", lease_ms=LEASE_MS)
+    events, seen = await read
+    assert [e["status"] for _, e in events] == ["running"]
+    assert seen is not None
+    assert seen.status is JobStatus.RUNNING
+    await writer.complete(job.id, "n", [])
+    events, seen = await reader.events_and_job(job.id, after=events[-1][0], block_ms=60_000)
+    assert [e["status"] for _, e in events] == ["succeeded"]
+    assert seen is not None
+    assert seen.status is JobStatus.SUCCEEDED
+    # Nothing new: after the timeout, no events and the job as it is.
+    assert await reader.events_and_job(job.id, after=events[-1][0], block_ms=20) == ([], seen)
+    assert await reader.events_and_job("nope", after="1-0", block_ms=20) == ([], None)
 
 
 async def test_blocking_read_times_out_empty(store: JobStore) -> None:

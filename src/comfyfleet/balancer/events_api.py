@@ -155,19 +155,21 @@ async def wait_for_end(
             cursor, job = f"{queued.created_ms}-0", queued
         else:
             cursor, job = await _cursor_and_job(live.store, job_id)
-        if job is None or job.is_terminal:
-            return job
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while (left_ms := int((deadline - loop.time()) * 1000)) > 0:
-            events = await live.store.events(job_id, after=cursor, count=READ_COUNT,
-                                             block_ms=left_ms)  # fmt: skip
-            if any(is_end(event) for _, event in events):
+        # Each read brings the job as it is after the events read (one round trip), so the
+        # end is answered from it without another read.
+        while job is not None and not job.is_terminal:
+            left_ms = int((deadline - loop.time()) * 1000)
+            if left_ms <= 0:
                 break
+            events, job = await live.store.events_and_job(
+                job_id, after=cursor, count=READ_COUNT, block_ms=left_ms
+            )
             cursor = events[-1][0] if events else cursor
+        return job
     finally:
         live.give_back(caller)
-    return await app[JOBS].get(job_id)
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> bytes:

@@ -86,7 +86,7 @@ class EventLog:
             if deferred is not None:
                 return [deferred]
         if not block_ms:
-            return self._entries(await self.redis.xread({key: after}, count=count))
+            return self.entries(await self.redis.xread({key: after}, count=count))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block_ms / 1000
         while True:
@@ -97,7 +97,7 @@ class EventLog:
                 {key: after}, count=count, block=min(left_ms, BLOCK_SLICE_MS)
             )
             if reply:
-                return self._entries(reply)
+                return self.entries(reply)
 
     async def _deferred_queued(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
         """The `queued` event of a job whose log is not opened yet, as the log will hold it
@@ -124,7 +124,7 @@ class EventLog:
         return None
 
     @staticmethod
-    def _entries(reply: Any) -> list[tuple[str, dict[str, Any]]]:
+    def entries(reply: Any) -> list[tuple[str, dict[str, Any]]]:
         if not reply:
             return []
         _stream, entries = reply[0]

@@ -14,6 +14,7 @@ caller's; `now_ms` reads it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,7 @@ from comfyfleet.models.job import (
     OutputRef,
 )
 from comfyfleet.store.connect import connect
-from comfyfleet.store.events import EventLog, WakeListener
+from comfyfleet.store.events import BLOCK_SLICE_MS, LOG_START, EventLog, WakeListener
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import DEFAULT_LOST_AFTER_MS
 from comfyfleet.store.scripts import (
@@ -496,6 +497,31 @@ class JobStore:
         """Events after stream id `after`, oldest first, as (id, {"type": ..., **data}).
         `block_ms`: wait up to that many ms for one when none is there; None: don't wait."""
         return await self._events.read(job_id, after=after, count=count, block_ms=block_ms)
+
+    @guarded
+    async def events_and_job(
+        self, job_id: str, *, after: str, count: int = 100, block_ms: int
+    ) -> tuple[list[tuple[str, dict[str, Any]]], Job | None]:
+        """`events` (waiting up to `block_ms` ms for a first one), and the job as it is right
+        after them, read in the same round trip (the HGETALL queued behind the blocking
+        XREAD on one connection): a waiter that sees the job end needs no read of its own.
+        On timeout: no events, and the job as it is then."""
+        if after in LOG_START:  # the log may not be opened yet: see EventLog.read
+            events = await self._events.read(job_id, after=after, count=count, block_ms=block_ms)
+            return events, await self.get(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_ms / 1000
+        job = None
+        while (left_ms := int((deadline - loop.time()) * 1000)) > 0:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xread({self.keys.events(job_id): after}, count=count,
+                           block=min(left_ms, BLOCK_SLICE_MS))  # fmt: skip
+                pipe.hgetall(self.keys.job(job_id))
+                reply, fields = await pipe.execute()
+            job = Job.from_fields(fields_of(fields)) if fields else None
+            if reply or job is None:
+                return EventLog.entries(reply), job
+        return [], job if job is not None else await self.get(job_id)
 
     @guarded
     async def last_event(self, job_id: str, kind: str) -> dict[str, Any] | None:
