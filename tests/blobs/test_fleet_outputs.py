@@ -13,11 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from multidict import CIMultiDict
 
 from comfyfleet.cli.fleet import Fleet
 from comfyfleet.cli.submitter import Submitter
 from comfyfleet.redis_server import RedisServer
+from comfyfleet.store.keys import Keys
 from tests.e2e.conftest import PASSWORD, USER, Api, fleet_spec, store_env
 
 PRESIGN_S = 300
@@ -94,6 +96,24 @@ async def test_an_unknown_output_index_is_404(api: Api) -> None:
     status, _, body = await get(api, f"/api/v1/jobs/{done['id']}/outputs/{len(outputs)}")
     assert status == 404
     assert b"has no output" in body
+
+
+async def test_an_expired_output_is_404_for_get_and_head(api: Api, fleet: Fleet) -> None:
+    done, outputs = await finished_outputs(api)
+    redis = aioredis.Redis.from_url(fleet.redis_url)
+    try:
+        pattern = Keys(fleet.spec.namespace).blob(f"outputs/*/{done['id']}/*")
+        stored = await redis.keys(pattern)
+        if not stored:
+            pytest.skip("outputs live in S3 here; the S3 sweeper's tests cover expiry there")
+        await redis.delete(*stored)
+    finally:
+        await redis.aclose()
+    path = f"/api/v1/jobs/{done['id']}/outputs/{outputs[0]['index']}"
+    status, _, body = await get(api, path)
+    assert (status, b"has expired" in body) == (404, True)
+    async with api.session.head(f"{api.base}{path}") as r:
+        assert r.status == 404
 
 
 async def test_submit_downloads_from_whichever_url_it_is_given(
