@@ -11,8 +11,8 @@ RUN python -m build --wheel --outdir /dist
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /dist/*.whl /tmp/
-# With the s3 extra: `--store-url s3://...` works in the image.
-RUN pip install "$(ls /tmp/*.whl)[s3]" && rm /tmp/*.whl \
+# With the s3 extra: `--store-url s3://...` works in the image; editor: ComfyUI's editor at /.
+RUN pip install "$(ls /tmp/*.whl)[s3,editor]" && rm /tmp/*.whl \
     && useradd --system --uid 10001 --home-dir /app --create-home comfyfleet
 USER comfyfleet
 WORKDIR /app

@@ -44,6 +44,8 @@ class Page:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._session: str | None = None
         self.auth_challenges = 0
+        # Every other event DevTools sent (the domains a test enabled: Network, Runtime...).
+        self.events: list[dict[str, Any]] = []
         self._reader = asyncio.create_task(self._read())
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -106,6 +108,8 @@ class Page:
                 answer = {"response": "ProvideCredentials", "username": user, "password": password}
                 params = {"requestId": msg["params"]["requestId"], "authChallengeResponse": answer}
                 await self._post(next(self._ids), "Fetch.continueWithAuth", params)
+            elif "method" in msg:
+                self.events.append(msg)
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ import re
 
 import pytest
 import structlog
+from aiohttp import web
 from typer.testing import CliRunner
 
 from comfyfleet.balancer.app import create_app as balancer_app
@@ -40,6 +41,8 @@ def _routes(role: Role) -> list[tuple[str, str, str]]:
             continue
         canonical = route.resource.canonical
         path = re.sub(r"\{(\w+)\}", lambda m: SAMPLES.get(m.group(1), "x"), canonical)
+        if isinstance(route.resource, web.StaticResource):
+            path += "/x.js"  # a file under the folder (the folder itself is 403 to everyone)
         out.append((route.method, canonical, path))
     return sorted(out)
 

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts import store as alert_store
-from comfyfleet.store import apikeys, inputs, leader, logins, nodes, webhooks
+from comfyfleet.store import apikeys, inputs, leader, logins, nodes, userdata, webhooks
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
@@ -46,6 +46,9 @@ STANDALONE_ARGS: dict[str, type] = {
     "webhook_collect": webhooks.CollectArgs,
     "webhook_lease": webhooks.LeaseArgs,
     "webhook_settle": webhooks.SettleArgs,
+    "userdata_put": userdata.PutArgs,
+    "userdata_move": userdata.MoveArgs,
+    "userdata_delete": userdata.DeleteArgs,
 }
 
 

@@ -24,12 +24,24 @@ from comfyfleet.balancer import (
     workflows_api,
 )
 from comfyfleet.balancer.admission import admission_middleware
-from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, PUBLISHER, REDIS, RESULTS, WORKFLOWS
+from comfyfleet.balancer.appkeys import (
+    CONFIG,
+    JOBS,
+    NODES,
+    PUBLISHER,
+    REDIS,
+    RESULTS,
+    USERDATA,
+    WORKFLOWS,
+)
 from comfyfleet.balancer.reaper import Reaper
 from comfyfleet.balancer.webhooks import webhooks_ctx
 from comfyfleet.blobs import open_blob_store
 from comfyfleet.blobs.sweeper import Sweeper
 from comfyfleet.config import BalancerConfig
+from comfyfleet.editor import api as editor_api
+from comfyfleet.editor.extensions import add_extension_routes
+from comfyfleet.editor.frontend import add_frontend_routes, frontend_root
 from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
 from comfyfleet.store.inputs import InputStore
@@ -39,6 +51,7 @@ from comfyfleet.store.leader import LeaderLease, Leadership, Lease, Work
 from comfyfleet.store.logins import LoginThrottle
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import ResultStore
+from comfyfleet.store.userdata import UserDataStore
 from comfyfleet.tasks import stop
 from comfyfleet.templates.builtin import builtin_folder
 from comfyfleet.templates.loader import load_folders
@@ -71,6 +84,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     blobs = await open_blob_store(cfg.blobs, redis, keys)
     app[RESULTS] = ResultStore(blobs, cfg.blobs)
     app[LOGIN_THROTTLE] = LoginThrottle(redis, keys)
+    app[USERDATA] = UserDataStore(redis, keys)
     yield
     await blobs.close()
     await app[JOBS].close()  # its wake-up listener, if anything subscribed
@@ -165,6 +179,10 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(apikeys_api.routes)
     app.add_routes(alerts_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
+    # ComfyUI's editor at / (editor/): its pages, user data, and the fleet's extension.
+    app.add_routes(editor_api.routes)
+    add_extension_routes(app)
+    add_frontend_routes(app, frontend_root())
     add_security_headers(app)
     if cfg.server.metrics:
         add_metrics_route(app, metrics.collect)

@@ -9,6 +9,7 @@ from comfyfleet.config import BalancerConfig
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import ResultStore
+from comfyfleet.store.userdata import UserDataStore
 from comfyfleet.templates.publishing import WorkflowPublisher
 from comfyfleet.templates.registry import WorkflowRegistry
 
@@ -19,3 +20,4 @@ NODES = web.AppKey("nodes", NodeRegistry)
 RESULTS = web.AppKey("results", ResultStore)
 WORKFLOWS = web.AppKey("workflows", WorkflowRegistry)
 PUBLISHER = web.AppKey("publisher", WorkflowPublisher)
+USERDATA = web.AppKey("userdata", UserDataStore)

@@ -94,6 +94,13 @@ key                        type   TTL             written by
 {ns}:stats:ended           HASH   -               lua/_observe.lua finish: ended jobs per
                                                   workflow, pool and status (both names
                                                   passed to Lua in NS)
+{ns}:userdata:<principal>  HASH   -               lua/userdata_*.lua (the editor's user data,
+                                                  store/userdata.py): path -> file bytes, per
+                                                  principal label (saved workflows and the like)
+{ns}:userdata:<principal>:meta HASH -             the same scripts: path -> {"size", "created_ms",
+                                                  "modified_ms"} JSON, what listings read
+{ns}:settings:<principal>  HASH   -               store/userdata.py (HSET): the editor's settings
+                                                  of one principal, id -> JSON value
 """
 
 from __future__ import annotations
@@ -315,3 +322,13 @@ class Keys:
     def stats_ended(self) -> str:
         """Written by lua/_observe.lua (passed in the scripts' `Namespace`)."""
         return f"{self.prefix}:stats:ended"
+
+    def userdata(self, principal: str) -> str:
+        """One principal's editor files (store/userdata.py); `principal` is its label."""
+        return f"{self.prefix}:userdata:{principal}"
+
+    def userdata_meta(self, principal: str) -> str:
+        return f"{self.prefix}:userdata:{principal}:meta"
+
+    def settings(self, principal: str) -> str:
+        return f"{self.prefix}:settings:{principal}"

@@ -261,6 +261,9 @@ def documented(document: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 # Routes that serve the docs themselves; they are not operations of the API.
 DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/{asset}"})
+# The name prefix of the balancer's ComfyUI-native routes (balancer/native): ComfyUI's own
+# API in ComfyUI's shapes, described by ComfyUI, not by this document.
+NATIVE_ROUTE_PREFIX = "comfyui_"
 
 
 def routes_of(app: web.Application) -> set[tuple[str, str]]:
@@ -272,6 +275,7 @@ def routes_of(app: web.Application) -> set[tuple[str, str]]:
         if route.resource is not None
         and route.method != "HEAD"
         and route.resource.canonical not in DOCS_ROUTES
+        and not (route.resource.name or "").startswith(NATIVE_ROUTE_PREFIX)
     }
 
 
