@@ -50,3 +50,24 @@ async def test_without_the_editor_extra_root_says_how_to_install_it() -> None:
         assert res.status == 404
         problem = json.loads(await res.read())
         assert "comfyfleet[editor]" in problem["detail"]
+
+
+async def test_the_fleets_workflows_are_the_editors_templates(balancer: Role) -> None:
+    status, _, body = await balancer.call("GET", "/api/workflow_templates", auth=ADMIN_AUTH)
+    assert status == 200
+    listed = json.loads(body)
+    assert set(listed) == {"fleet"}
+    assert {"solid", "blur"} <= set(listed["fleet"])  # built-ins that carry a UI graph
+    status, _, body = await balancer.call(
+        "GET", "/api/workflow_templates/fleet/solid.json", auth=ADMIN_AUTH
+    )
+    assert status == 200
+    ui = json.loads(body)
+    assert any(node.get("title") == "Solid Color" for node in ui["nodes"])
+    for missing in ("nope.json", "solid.jpg", "..%2Fsolid.json"):
+        status, _, _ = await balancer.call(
+            "GET", f"/api/workflow_templates/fleet/{missing}", auth=ADMIN_AUTH
+        )
+        assert status == 404, missing
+    status, _, body = await balancer.call("GET", "/templates/index.json", auth=ADMIN_AUTH)
+    assert (status, json.loads(body)) == (200, [])

@@ -12,6 +12,7 @@ picker) and creating users is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -19,9 +20,10 @@ from urllib.parse import unquote
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from comfyfleet.balancer.appkeys import USERDATA
-from comfyfleet.errors import BadRequest
+from comfyfleet.balancer.appkeys import USERDATA, WORKFLOWS
+from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.store.userdata import MAX_FILE_BYTES, FileInfo, clean_path
+from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN
 from comfyfleet.web.auth import principal_of
 from comfyfleet.web.openapi import NATIVE_ROUTE_PREFIX
 from comfyfleet.web.responses import PayloadTooLarge, json_response, read_bounded, read_json
@@ -29,6 +31,9 @@ from comfyfleet.web.responses import PayloadTooLarge, json_response, read_bounde
 routes = web.RouteTableDef()
 # The paths ComfyUI serves both bare and under this prefix.
 API_PREFIX = "/api"
+# The template module the fleet's published workflows show under in the editor.
+TEMPLATE_MODULE = "fleet"
+_WORKFLOW_NAME = re.compile(WORKFLOW_NAME_PATTERN)
 
 
 def _both(method: str, path: str) -> Callable[[Handler], Handler]:
@@ -226,6 +231,32 @@ async def get_i18n(_request: web.Request) -> web.Response:
 
 
 @_both("GET", "/workflow_templates")
-async def get_workflow_templates(_request: web.Request) -> web.Response:
-    # Custom nodes' example workflows by module; the fleet ships none.
-    return json_response({})
+async def get_workflow_templates(request: web.Request) -> web.Response:
+    """ComfyUI lists custom nodes' example workflows here by module; the fleet offers its
+    published workflows that carry a UI graph, so the editor's template browser opens them
+    (the active version) for editing and publishing again."""
+    names = sorted(t.name for t in await request.app[WORKFLOWS].list() if t.ui is not None)
+    return json_response({TEMPLATE_MODULE: names} if names else {})
+
+
+@routes.get("/templates/index.json", name=route_name("GET", "/templates/index.json"))
+async def get_core_templates(_request: web.Request) -> web.Response:
+    # ComfyUI's own templates (the comfyui-workflow-templates package, with models the
+    # fleet may not have) are not offered: the fleet's workflows are (above).
+    return json_response([])
+
+
+_TEMPLATE_FILE = f"{API_PREFIX}/workflow_templates/{TEMPLATE_MODULE}/{{file}}"
+
+
+@routes.get(_TEMPLATE_FILE, name=route_name("GET", _TEMPLATE_FILE))
+async def get_workflow_template(request: web.Request) -> web.Response:
+    """`NAME.json`: the active version's UI graph (ComfyUI serves the module's folder here;
+    thumbnails, `NAME.jpg`, the fleet has none)."""
+    name, _, kind = request.match_info["file"].rpartition(".")
+    if kind != "json" or not _WORKFLOW_NAME.match(name):
+        raise NotFound(f"no template file {request.match_info['file']!r}")
+    template = await request.app[WORKFLOWS].get(name)
+    if template.ui is None:
+        raise NotFound(f"workflow {name!r} has no UI graph to open")
+    return json_response(template.ui)
