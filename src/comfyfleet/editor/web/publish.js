@@ -78,6 +78,14 @@ async function paramsFile(rows, description) {
   const cache = {};
   const params = {};
   for (const row of rows) {
+    if (row.declared) {
+      // Published before: keep its spec (type, bounds, text, every binding), so the new
+      // version keeps the params contract; the default follows the value in the editor.
+      const spec = { ...row.declared };
+      if ("default" in spec) spec.default = row.value;
+      params[row.param] = spec;
+      continue;
+    }
     const def = await nodeDef(row.classType, cache);
     const spec = paramSpec(inputDefOf(def, row.input), row.input, row.value);
     if (spec === null) throw new Error(`${row.title} › ${row.input}: no fleet type for this input`);
@@ -85,6 +93,17 @@ async function paramsFile(rows, description) {
     params[row.param] = spec;
   }
   return { description, params };
+}
+
+// The params file of the workflow's active version, or null when there is no such workflow.
+export async function declaration(name) {
+  if (!NAME.test(name)) return null;
+  const base = `${api.api_base}/api/v1/workflows/${encodeURIComponent(name)}`;
+  const res = await fetch(base);
+  if (!res.ok) return null;
+  const { version } = await res.json();
+  const detail = await fetch(`${base}/versions/${version}`);
+  return detail.ok ? (await detail.json()).declaration || null : null;
 }
 
 // POST the version; resolves to the outcome, or throws an Error carrying the problem detail.
@@ -153,15 +172,40 @@ export async function openDialog() {
     const label = row.unique ? `${row.title} › ${row.input}` : `${row.title} › ${row.input} (title not unique)`;
     table.append(el("tr", {}, el("td", {}, check), el("td", {}, label),
       el("td", {}, String(row.value).slice(0, 40)), el("td", {}, paramName)));
-    return { row, check, paramName };
+    return { row, check, paramName, declared: null };
   });
+  // Republishing a fleet workflow: tick its params as published, so the contract holds.
+  const prefill = async () => {
+    const declared = await declaration(name.value.trim()).catch(() => null);
+    for (const c of controls) {
+      c.check.checked = false;
+      c.declared = null;
+    }
+    if (!declared) return;
+    if (!description.value) description.value = declared.description || "";
+    for (const [param, spec] of Object.entries(declared.params || {})) {
+      const bind = (spec.bind || [])[0];
+      const c = bind && controls.find((x) => x.row.title === bind.node && x.row.input === bind.input);
+      if (!c) continue;
+      c.check.checked = true;
+      c.paramName.value = param;
+      c.declared = spec;
+    }
+  };
+  name.addEventListener("change", prefill);
+  const opened = app.extensionManager?.workflow?.activeWorkflow?.filename;
+  if (opened && NAME.test(opened)) {
+    name.value = opened;
+    await prefill();
+  }
   const submit = el("button", { id: `${DIALOG_ID}-submit`, type: "button" }, "Publish");
   const cancel = el("button", { type: "button", onclick: () => overlay.remove() }, "Close");
   submit.addEventListener("click", async () => {
     status.textContent = "Publishing…";
     submit.disabled = true;
     try {
-      const chosen = controls.filter((c) => c.check.checked).map((c) => ({ ...c.row, param: c.paramName.value.trim() }));
+      const chosen = controls.filter((c) => c.check.checked)
+        .map((c) => ({ ...c.row, param: c.paramName.value.trim(), declared: c.declared }));
       const out = await publish({
         name: name.value.trim(), note: note.value, description: description.value,
         rows: chosen, force: force.checked,
