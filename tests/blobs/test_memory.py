@@ -1,9 +1,10 @@
 """Redis keeps state, not bytes: with the S3 store, 1,000 finished jobs with a real 2 MB
 output each add under 2 MB to Redis (`INFO memory`) beyond what the same 1,000 jobs cost
 with no output at all -- the job record and event log, which every job has whatever the
-store (about 8 KB a job; see README "Where outputs live"). Each job goes through the store
-as a node's would: enqueue, claim, the output streamed into S3 through the result store,
-complete with the object's key, size, type and sha256."""
+store (about 3 KB a job; tests/blobs/test_fleet_memory.py measures the whole of it on a
+real fleet). Each job goes through the store as a node's would: enqueue, claim, the output
+streamed into S3 through the result store, complete with the object's key, size, type and
+sha256."""
 
 from __future__ import annotations
 
