@@ -122,3 +122,19 @@ class ComfyError(ComfyfleetError):
     code = "comfy-unavailable"
     title = "ComfyUI unavailable"
     retryable = True
+
+
+class QuotaExceeded(ComfyfleetError):
+    """A tenant (the job's owner) is at one of its limits: nothing was accepted. `limit`
+    names it (`max_queued`, ...); the answer carries `Retry-After: retry_after_s`. Any
+    limit of a tenant uses this error, whoever checks it."""
+
+    status = 429
+    code = "quota-exceeded"
+    title = "Quota exceeded"
+    retryable = True
+
+    def __init__(self, detail: str, *, limit: str, retry_after_s: int = 5, **extra: Any) -> None:
+        super().__init__(detail, limit=limit, **extra)
+        self.limit = limit
+        self.retry_after_s = retry_after_s

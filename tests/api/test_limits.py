@@ -10,6 +10,8 @@ from comfyfleet.balancer import events_api, outputs_api
 from comfyfleet.models.job import JobErrorCode
 from comfyfleet.node import openapi_ops as node_ops
 from comfyfleet.store.jobs import DEFAULT_PAGE, MAX_PAGE
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.tenants import TenantStore
 from tests.api.conftest import ADMIN_AUTH, Role
 
 
@@ -76,3 +78,20 @@ async def test_the_job_error_codes_are_one_list_in_the_document(balancer: Role) 
     # One spelling: snake_case, as the README lists them.
     assert all(code.value.replace("_", "").isalpha() for code in JobErrorCode)
     assert all(code.value.islower() for code in JobErrorCode)
+
+
+async def test_a_tenant_past_max_queued_gets_429_naming_the_limit(
+    balancer: Role, redis_client: Any, redis_config: Any
+) -> None:
+    tenants = TenantStore(redis_client, Keys(redis_config.namespace))
+    await tenants.configure("admin", max_queued=1)
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    status, _, _ = await balancer.call("POST", "/api/v1/jobs", ADMIN_AUTH, json={"graph": graph})
+    assert status == 202
+    status, headers, body = await balancer.call(
+        "POST", "/api/v1/jobs", ADMIN_AUTH, json={"graph": graph}
+    )
+    problem = json.loads(body)
+    assert status == 429
+    assert headers["Retry-After"].isdigit()
+    assert (problem["code"], problem["limit"]) == ("quota-exceeded", "max_queued")

@@ -4,7 +4,9 @@
   `--queue-limit`). The bound is checked inside the enqueue script, in the same atomic step
   as the insert, so replicas racing each other cannot overshoot it. A submit beyond it is
   refused with `429 Too Many Requests`, a `Retry-After` header and a `queue-full` problem;
-  an idempotent replay of an accepted job is still answered. Retries and requeues are
+  an idempotent replay of an accepted job is still answered. A tenant at one of its own
+  limits (`max_queued`, ...) gets the same 429 as a `quota-exceeded` problem naming the
+  limit, with the Retry-After the error carries. Retries and requeues are
   never refused: those jobs were accepted already. Redis memory is then bounded by the
   bounds times the largest job body (`JSON_BODY_LIMIT`).
 - Uploads: each caller's inputs held in Redis, and all of them together, are bounded
@@ -22,7 +24,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from comfyfleet.errors import ComfyfleetError, ConfigError, StoreError
+from comfyfleet.errors import ComfyfleetError, ConfigError, QuotaExceeded, StoreError
 from comfyfleet.store.inputs import InputsFull
 from comfyfleet.store.jobs import QueueFull
 from comfyfleet.web.numbers import is_ascii_int
@@ -77,6 +79,8 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     except QueueFull as exc:
         return _refusal(exc, QUEUE_FULL_RETRY_AFTER_S)
+    except QuotaExceeded as exc:
+        return _refusal(exc, exc.retry_after_s)
     except InputsFull as exc:
         return _refusal(exc, INPUTS_FULL_RETRY_AFTER_S)
     except StoreError as exc:

@@ -26,7 +26,14 @@ import redis.asyncio as aioredis
 
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.config import RedisConfig
-from comfyfleet.errors import BadRequest, ComfyfleetError, Conflict, NotFound, ValidationFailed
+from comfyfleet.errors import (
+    BadRequest,
+    ComfyfleetError,
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+    ValidationFailed,
+)
 from comfyfleet.models.job import (
     DEFAULT_POOL,
     MAX_PRIORITY,
@@ -79,6 +86,9 @@ MAX_PAGE = 200
 # Most queue entries one claim looks at per pool to find a job that does not avoid the
 # claiming node (see claim.lua): bounds the cost of a claim whatever the queue holds.
 CLAIM_SCAN = 32
+# What a tenant refused at its max_queued is told to wait (s): about the time a few of its
+# queued jobs take to start.
+QUOTA_RETRY_AFTER_S = 5
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -156,7 +166,8 @@ class JobStore:
         """Queue a new job; returns (job, created). A known `idempotency_key` (within the
         idempotency TTL) returns the job it created before, with created=False.
         `queue_limit`: QueueFull when the pool's queue already holds that many jobs (checked
-        in the same atomic step; None or 0: no bound)."""
+        in the same atomic step; None or 0: no bound). QuotaExceeded (limit `max_queued`)
+        when the owner's tenant record has a max_queued its queued jobs already reach."""
         placed = await self.enqueue_placed(
             spec, job_id=job_id, idempotency_key=idempotency_key, queue_limit=queue_limit
         )
@@ -195,6 +206,7 @@ class JobStore:
             self.keys.seq,
             self.keys.events(job_id),
             self.keys.stats,
+            self.keys.tenant(spec.owner),
         ]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(idempotency_key))
@@ -212,6 +224,15 @@ class JobStore:
                 f"pool {spec.pool!r} has {int(reply[1])} queued jobs, its bound is {queue_limit}",
                 pool=spec.pool,
                 limit=queue_limit,
+            )
+        if text(reply[0]) == "quota":
+            limit, bound, count = text(reply[1]), int(reply[2]), int(reply[3])
+            raise QuotaExceeded(
+                f"{spec.owner} has {count} queued jobs, its {limit} is {bound}",
+                limit=limit,
+                retry_after_s=QUOTA_RETRY_AFTER_S,
+                owner=spec.owner,
+                bound=bound,
             )
         created = text(reply[0]) == "ok"
         return Placed(job_of(reply[1]), created, int(reply[2]) if created else None)

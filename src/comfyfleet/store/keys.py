@@ -51,6 +51,11 @@ key                        type   TTL             written by
                                                   created_ms, last_used_ms, scopes; revoke
                                                   deletes it
 {ns}:apikeys               ZSET   -               store/apikeys.py (score created ms): listing
+{ns}:tenant:<owner>        HASH   -               one tenant (a job owner, Job.owner): config
+                                                  written by `comfyfleet apikey` (weight,
+                                                  max_running, max_queued) and live counters
+                                                  (queued, running) kept by set_status in
+                                                  lua/_lib.lua on every status change
 {ns}:authfail:<source>     HASH   15 min after    store/logins.py: failed logins of one address
                                   the last        (count, until_ms); a correct login deletes it
 {ns}:authfail              PUBSUB -               lua/login_failed.lua publishes the source;
@@ -226,6 +231,14 @@ class Keys:
     @property
     def apikeys(self) -> str:
         return f"{self.prefix}:apikeys"
+
+    def tenant(self, owner: str) -> str:
+        """One tenant's record; `owner` is a job's owner (web.auth.Principal.label)."""
+        return f"{self.prefix}:tenant:{owner}"
+
+    def tenant_prefix(self) -> str:
+        """The prefix scripts append a job's owner to (set_status in lua/_lib.lua)."""
+        return f"{self.prefix}:tenant:"
 
     def login_failures(self, source: str) -> str:
         return f"{self.prefix}:authfail:{source}"

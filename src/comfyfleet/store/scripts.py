@@ -33,7 +33,7 @@ from comfyfleet.errors import (
     StoreError,
     StoreFull,
 )
-from comfyfleet.models.job import MAX_PRIORITY, Job, JobErrorCode, JobStatus
+from comfyfleet.models.job import DEFAULT_OWNER, MAX_PRIORITY, Job, JobErrorCode, JobStatus
 from comfyfleet.store.keys import Keys
 
 # The queue score is (MAX_PRIORITY - priority) * SEQ_SHIFT + seq: priority above a sequence
@@ -113,6 +113,7 @@ class Namespace:
     queue_prefix: str
     owned_prefix: str
     ready_prefix: str
+    tenant_prefix: str
     wake_channel: str
     cancel_channel: str
     webhook_ended: str
@@ -131,6 +132,7 @@ class Namespace:
             queue_prefix=keys.queue_prefix(),
             owned_prefix=keys.owned_prefix(),
             ready_prefix=keys.ready_prefix(),
+            tenant_prefix=keys.tenant_prefix(),
             wake_channel=keys.wake_channel,
             cancel_channel=keys.cancel_channel,
             webhook_ended=keys.webhook_ended,
@@ -226,6 +228,7 @@ def _lua_codes() -> str:
 def source(name: str) -> str:
     """The full text sent to Redis for one job script (constants, prelude, its file)."""
     constants = f"local MAX_PRIORITY = {MAX_PRIORITY}\nlocal SEQ_SHIFT = {SEQ_SHIFT}\n"
+    constants += f"local DEFAULT_OWNER = '{DEFAULT_OWNER}'\n"
     from comfyfleet.store import histograms  # it uses this module's helpers
 
     constants += histograms.lua_bounds() + _lua_codes()

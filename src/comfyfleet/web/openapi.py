@@ -59,7 +59,7 @@ _ERROR_WORDS = {
     409: "Conflict with the resource's current state",
     413: "Request body too large",
     422: "The body is well-formed but invalid: each bad field is listed",
-    429: "Too many requests: a queue is full; see Retry-After",
+    429: "Too many requests: a queue is full or a tenant is at a limit; see Retry-After",
     502: "ComfyUI is unreachable or answered an error",
     503: "The state store (Redis) is unavailable; see Retry-After",
     507: "The state store (Redis) is at its memory limit: nothing was stored; see Retry-After",

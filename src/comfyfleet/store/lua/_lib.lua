@@ -1,6 +1,6 @@
 -- Shared prelude: scripts.py prepends this file to every job script (after what it
--- generates from models/job.py: MAX_PRIORITY, SEQ_SHIFT and CODE, the job error codes), so
--- the helpers below exist once.
+-- generates from models/job.py: MAX_PRIORITY, SEQ_SHIFT, DEFAULT_OWNER and CODE, the job
+-- error codes), so the helpers below exist once.
 --
 -- Contract every job script follows:
 --   KEYS[1..5]  the per-status job indexes (ZSET, score seq), in the order queued, running,
@@ -28,14 +28,45 @@ local function queue_score(priority, seq)
   return int((MAX_PRIORITY - tonumber(priority)) * SEQ_SHIFT + tonumber(seq))
 end
 
--- Move a job between the per-status indexes and set its status field.
+-- A job's tenant record (keys.tenant): its owner, or DEFAULT_OWNER for a job written
+-- before owners were recorded.
+local function tenant_key(owner)
+  if not owner or owner == '' then
+    owner = DEFAULT_OWNER
+  end
+  return NS.tenant_prefix .. owner
+end
+
+-- The tenant counters set_status keeps: a job counts in `queued` while queued (backing off
+-- included) and in `running` while running.
+local COUNTED = { queued = true, running = true }
+
+local function count(tenant, field, delta)
+  -- Never below 0: jobs written before the counters existed end without having been counted.
+  if redis.call('HINCRBY', tenant, field, delta) < 0 then
+    redis.call('HSET', tenant, field, 0)
+  end
+end
+
+-- Move a job between the per-status indexes, set its status field, and keep its tenant's
+-- counters. A new job has no status yet (enqueue writes it only here).
 local function set_status(job_key, job_id, new_status)
-  local cur = redis.call('HMGET', job_key, 'status', 'seq')
-  if cur[1] and STATUS_INDEX[cur[1]] then
-    redis.call('ZREM', STATUS_INDEX[cur[1]], job_id)
+  local cur = redis.call('HMGET', job_key, 'status', 'seq', 'owner')
+  local old = cur[1]
+  if old and STATUS_INDEX[old] then
+    redis.call('ZREM', STATUS_INDEX[old], job_id)
   end
   redis.call('ZADD', STATUS_INDEX[new_status], cur[2] or 0, job_id)
   redis.call('HSET', job_key, 'status', new_status)
+  if old ~= new_status then
+    local tenant = tenant_key(cur[3])
+    if COUNTED[old] then
+      count(tenant, old, -1)
+    end
+    if COUNTED[new_status] then
+      count(tenant, new_status, 1)
+    end
+  end
 end
 
 -- JSON object text from a table of scalars plus already-encoded JSON values (raw), so

@@ -2,6 +2,8 @@
 -- them to one node, after moving due delayed jobs back into their queues. A job whose
 -- `avoid_node` is this node (its last attempt failed here with a node fault) is passed over
 -- while another node that serves its pool is ready; with no such node it is taken anyway.
+-- A job whose owner (its tenant, {ns}:tenant:<owner>) runs its max_running jobs is passed
+-- over too.
 -- Each queue is looked at from its head for at most `scan` entries, so a claim stays cheap.
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
@@ -42,6 +44,13 @@ local function others_ready(queue_key)
   return others[queue_key]
 end
 
+-- Whether a job owner's tenant already runs its max_running jobs (absent: no cap).
+local function at_cap(owner)
+  local t = redis.call('HMGET', tenant_key(owner), 'max_running', 'running')
+  local cap = tonumber(t[1])
+  return cap ~= nil and (tonumber(t[2]) or 0) >= cap
+end
+
 -- The first entry of one queue this node should take, as id and score, or nil. Entries
 -- whose job is gone or no longer queued are never runnable: dropped here, and counted so
 -- the drop is visible in stats.
@@ -49,10 +58,12 @@ local function head_of(queue_key)
   local entries = redis.call('ZRANGE', queue_key, 0, scan - 1, 'WITHSCORES')
   for i = 1, #entries, 2 do
     local job_id = entries[i]
-    local f = redis.call('HMGET', job_prefix .. job_id, 'status', 'avoid_node')
+    local f = redis.call('HMGET', job_prefix .. job_id, 'status', 'avoid_node', 'owner')
     if f[1] ~= 'queued' then
       redis.call('ZREM', queue_key, job_id)
       redis.call('HINCRBY', KEYS[9], 'stale', 1)
+    elseif at_cap(f[3]) then
+      -- The tenant runs as many jobs as its max_running allows: pass over, not blocking.
     elseif f[2] ~= node_id or not others_ready(queue_key) then
       return job_id, tonumber(entries[i + 1])
     end

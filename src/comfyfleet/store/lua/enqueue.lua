@@ -7,19 +7,24 @@
 -- KEYS[9]     {ns}:seq               FIFO sequence counter
 -- KEYS[10]    {ns}:events:<id>       the job's event stream (not created here: open_log)
 -- KEYS[11]    {ns}:stats             counters
--- KEYS[12]    {ns}:idem:<key>        optional: idempotency key -> job id
+-- KEYS[12]    {ns}:tenant:<owner>    the job's tenant: max_queued (absent: no bound) and
+--                                    the live `queued` count set_status keeps
+-- KEYS[13]    {ns}:idem:<key>        optional: idempotency key -> job id
 -- A (EnqueueArgs)  job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
---             and requeues are never refused: they were accepted), fields (Job.to_fields).
+--             and requeues are never refused: they were accepted), fields (Job.to_fields;
+--             its status is written by set_status, which counts the job for its tenant).
 --             The job an idempotency key names is only known here, so its key is built from
 --             NS.job_prefix (same hash tag, still Cluster-legal).
 --
--- Returns {'ok', fields, queue position (0: next)} when created, {'exists', fields} for a known idempotency key,
--- {'conflict'} when the job id is taken, {'full', depth} when the queue is at its bound.
+-- Returns {'ok', fields, queue position (0: next)} when created, {'exists', fields} for a
+-- known idempotency key, {'conflict'} when the job id is taken, {'full', depth} when the
+-- queue is at its bound, {'quota', limit name, limit, count} when the tenant is at its
+-- max_queued.
 local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
 
-if KEYS[12] then
-  local existing = redis.call('GET', KEYS[12])
+if KEYS[13] then
+  local existing = redis.call('GET', KEYS[13])
   -- A key whose job already expired (retention) no longer protects anything: reuse it.
   if existing and redis.call('EXISTS', NS.job_prefix .. existing) == 1 then
     return { 'exists', redis.call('HGETALL', NS.job_prefix .. existing) }
@@ -35,21 +40,29 @@ if A.queue_limit > 0 then
   end
 end
 
+local quota = redis.call('HMGET', KEYS[12], 'max_queued', 'queued')
+local max_queued, queued = tonumber(quota[1]), tonumber(quota[2]) or 0
+if max_queued and queued >= max_queued then
+  return { 'quota', 'max_queued', max_queued, queued }
+end
+
 local fields = {}
 for name, value in pairs(A.fields) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
+  if name ~= 'status' then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
 end
 redis.call('HSET', job_key, unpack(fields))
 local seq = redis.call('INCR', KEYS[9])
-redis.call('HSET', job_key, 'seq', seq, 'status', 'queued', 'created_ms', now, 'updated_ms', now)
+redis.call('HSET', job_key, 'seq', seq, 'created_ms', now, 'updated_ms', now)
 set_status(job_key, job_id, 'queued')
 
 local f = redis.call('HMGET', job_key, 'priority', 'pool')
 redis.call('ZADD', KEYS[8], queue_score(f[1], seq), job_id)
 redis.call('ZADD', KEYS[7], seq, job_id)
-if KEYS[12] then
-  redis.call('SET', KEYS[12], job_id, 'PX', A.idempotency_ttl_ms)
+if KEYS[13] then
+  redis.call('SET', KEYS[13], job_id, 'PX', A.idempotency_ttl_ms)
 end
 redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
 -- No event log yet: the `queued` event is written when the log is opened (open_log in
