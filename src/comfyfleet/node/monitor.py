@@ -13,6 +13,7 @@ from comfyfleet.errors import ComfyfleetError, StoreError
 from comfyfleet.node.state import MODEL_FOLDERS, NodeStatus
 from comfyfleet.node.worker import Worker
 from comfyfleet.store.events import Subscription
+from comfyfleet.store.inventory import InventoryStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
@@ -78,6 +79,7 @@ async def beat_once(
     elif wanted is False and worker.draining:
         log.info("resume_requested")
         worker.resume()
+    await publish_inventory(InventoryStore(registry.redis, registry.keys), status)
     skew_ms = await registry.heartbeat(status.info(worker))
     worker.store_reached()
     note_skew(status, skew_ms)
@@ -85,6 +87,16 @@ async def beat_once(
         job = await store.get(job_id)
         if job is not None and job.cancel_requested:
             worker.cancel(job_id)
+
+
+async def publish_inventory(inventories: InventoryStore, status: NodeStatus) -> None:
+    """Publish this node's inventory when its digest is new to this process (the store keeps
+    one copy per digest), before the heartbeat that names the digest."""
+    if status.digest is None or status.digest == status.published_digest:
+        return
+    await inventories.publish(status.digest, status.object_info, status.models)
+    status.published_digest = status.digest
+    log.info("inventory_published", digest=status.digest, classes=len(status.node_classes))
 
 
 def note_skew(status: NodeStatus, skew_ms: int) -> None:

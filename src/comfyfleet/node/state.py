@@ -40,6 +40,10 @@ class NodeStatus:
     node_classes: list[str] = field(default_factory=list)
     models: dict[str, list[str]] = field(default_factory=dict)
     digest: str | None = None
+    object_info: dict[str, Any] = field(default_factory=dict)
+    # The digest whose inventory this node last published (store/inventory.py); the
+    # heartbeat publishes again when `digest` differs.
+    published_digest: str | None = None
     # The ComfyUI this node runs itself (node/supervisor.py); None: an external one.
     process: ComfyProcess | None = None
     # This node's clock minus the fleet's (Redis TIME) at the last heartbeat (ms), and
@@ -55,6 +59,7 @@ class NodeStatus:
 
     def set_inventory(self, object_info: dict[str, Any], models: dict[str, list[str]]) -> None:
         self.node_classes = sorted(object_info)
+        self.object_info = object_info
         self.models = models
         self.digest = inventory_digest(self.node_classes, models)
 

@@ -56,6 +56,11 @@ key                        type   TTL             written by
                                                   max_running, max_queued) and live counters
                                                   (queued, running) kept by set_status in
                                                   lua/_lib.lua on every status change
+{ns}:inventory:<digest>    STRING -               store/inventory.py (a node, once per digest):
+                                                  {"object_info", "models"} of that inventory
+{ns}:inventories           SET    -               store/inventory.py: every digest published
+{ns}:inventory-union:<id>  STRING 1 day           store/inventory.py: merged object_info of a
+                                                  set of digests (id: hash of the sorted set)
 {ns}:authfail:<source>     HASH   15 min after    store/logins.py: failed logins of one address
                                   the last        (count, until_ms); a correct login deletes it
 {ns}:authfail              PUBSUB -               lua/login_failed.lua publishes the source;
@@ -239,6 +244,16 @@ class Keys:
     def tenant_prefix(self) -> str:
         """The prefix scripts append a job's owner to (set_status in lua/_lib.lua)."""
         return f"{self.prefix}:tenant:"
+
+    def inventory(self, digest: str) -> str:
+        return f"{self.prefix}:inventory:{digest}"
+
+    @property
+    def inventories(self) -> str:
+        return f"{self.prefix}:inventories"
+
+    def inventory_union(self, union_id: str) -> str:
+        return f"{self.prefix}:inventory-union:{union_id}"
 
     def login_failures(self, source: str) -> str:
         return f"{self.prefix}:authfail:{source}"
