@@ -24,12 +24,14 @@ from tests.api.conftest import ADMIN_AUTH, PASSWORD, USER, Role
 
 SAMPLES = {"job_id": "0" * 32, "index": "0", "node_id": "nobody", "name": "txt2img",
            "asset": "swagger-ui.css", "key_id": "0" * 12}  # fmt: skip
-ADMIN_ONLY = re.compile(r"^/api/v1/(apikeys|alerts)")
+ADMIN_ONLY = re.compile(r"^/api/v1/(apikeys|alerts|tenants|comfy/queue|comfy/history)")
 # Routes a key may use only with the "workflows" scope (the walk's key has no scope).
 SCOPED = {
     ("POST", "/api/v1/workflows/{name}/versions"),
     ("POST", "/api/v1/workflows/{name}/rollback"),
     ("DELETE", "/api/v1/workflows/{name}"),
+    # A key interrupts only a named prompt of its own jobs (tests/api/test_isolation.py).
+    ("POST", "/api/v1/comfy/interrupt"),
 }
 
 

@@ -14,8 +14,9 @@ from tests.security.graphs import solid
 FUTURE = "99999999999999-0"
 
 
-async def _finished_job(f: Fleet) -> str:
-    status, job = await f.json("POST", "/api/v1/jobs?wait=20", json={"graph": solid()})
+async def _finished_job(f: Fleet, auth: dict[str, str]) -> str:
+    status, job = await f.json("POST", "/api/v1/jobs?wait=20", json={"graph": solid()},
+                               headers=auth)  # fmt: skip
     assert status == 200, job
     return str(job["id"])
 
@@ -30,8 +31,8 @@ async def test_300_streams_after_a_future_id_of_a_finished_job_all_end(
     redis_config: RedisConfig,
 ) -> None:
     async with fleet(redis_config, node=True) as f:
-        job_id = await _finished_job(f)
         auth = {"Authorization": (await _key(f, "prober"))}
+        job_id = await _finished_job(f, auth)  # a key streams its own jobs only
         path = f"/api/v1/jobs/{job_id}/events?after={FUTURE}"
         # 16 at a time (within one caller's share): each must end by itself.
         gate = asyncio.Semaphore(16)
@@ -58,20 +59,23 @@ async def _key(f: Fleet, name: str) -> str:
 
 async def test_one_caller_cannot_take_every_live_slot(redis_config: RedisConfig) -> None:
     async with fleet(redis_config) as f:
-        # No node: the job stays queued, so its streams stay open.
-        _, job = await f.json("POST", "/api/v1/jobs", json={"graph": solid()})
-        path = f"{f.url}/api/v1/jobs/{job['id']}/events"
         greedy, other = (
             {"Authorization": await _key(f, "greedy")},
             {"Authorization": await _key(f, "other")},
         )
+        # No node: the jobs stay queued, so their streams stay open. A key streams its own.
+        paths = {}
+        for who, auth in (("greedy", greedy), ("other", other)):
+            _, job = await f.json("POST", "/api/v1/jobs", json={"graph": solid()}, headers=auth)
+            paths[who] = f"{f.url}/api/v1/jobs/{job['id']}/events"
+        path = paths["greedy"]
         held = [await f.http.get(path, headers=greedy) for _ in range(MAX_LIVE_PER_CALLER)]
         try:
             assert {r.status for r in held} == {200}
             async with f.http.get(path, headers=greedy) as refused:
                 assert refused.status == 503
                 assert (await refused.json(content_type=None))["code"] == "too-many-streams"
-            async with f.http.get(path, headers=other) as served:
+            async with f.http.get(paths["other"], headers=other) as served:
                 assert served.status == 200
                 assert (await served.content.readline()).startswith(b"retry:")
         finally:

@@ -33,7 +33,8 @@ import structlog
 from aiohttp import web
 
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, REDIS
-from comfyfleet.balancer.schemas import JOB_ID_PATTERN, JOB_ID_RE
+from comfyfleet.balancer.schemas import JOB_ID_PATTERN
+from comfyfleet.balancer.tenancy import check_job, job_or_404
 from comfyfleet.balancer.urls import public_base
 from comfyfleet.errors import BadRequest, ComfyfleetError, NotFound
 from comfyfleet.models.job import Job, JobStatus
@@ -180,13 +181,6 @@ def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 routes = web.RouteTableDef()
 
 
-def _job_id(request: web.Request) -> str:
-    job_id = request.match_info["job_id"]
-    if not JOB_ID_RE.fullmatch(job_id):
-        raise NotFound(f"no job {job_id!r}", job_id=job_id)
-    return job_id
-
-
 def _resume_point(request: web.Request) -> str:
     after = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
     if not _STREAM_ID.fullmatch(after):
@@ -291,12 +285,11 @@ def _stream_response() -> web.StreamResponse:
 
 @routes.get("/api/v1/jobs/{job_id}/events")
 async def job_events(request: web.Request) -> web.StreamResponse:
-    job_id, after = _job_id(request), _resume_point(request)
+    after = _resume_point(request)
     if request.query.get("previews", "url") not in ("url", "inline"):
         raise BadRequest("query parameter 'previews' must be 'url' or 'inline'")
-    job = await request.app[JOBS].get(job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id!r}", job_id=job_id)
+    job = await job_or_404(request)
+    job_id = job.id
     live, caller = request.app[LIVE], caller_of(request)
     if not live.take(caller):
         raise TooManyStreams(
@@ -321,7 +314,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/jobs/{job_id}/preview")
 async def job_preview(request: web.Request) -> web.Response:
-    job_id = _job_id(request)
+    job_id = await check_job(request)
     preview = await request.app[LIVE].previews.get(job_id)
     if preview is None:
         raise NotFound(f"job {job_id} has no preview (none yet, or it expired)", job_id=job_id)

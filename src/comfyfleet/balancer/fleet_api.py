@@ -18,6 +18,7 @@ from comfyfleet.balancer.schemas import (
 from comfyfleet.errors import NotFound
 from comfyfleet.models.node import NodeState
 from comfyfleet.templates.registry import index_etag
+from comfyfleet.web.auth import principal_of
 from comfyfleet.web.responses import json_response
 
 routes = web.RouteTableDef()
@@ -64,6 +65,10 @@ async def get_node(request: web.Request) -> web.Response:
     if info is None:  # deregistered since the check above
         raise NotFound(f"no node {node_id!r}", node_id=node_id)
     jobs = await request.app[JOBS].jobs_of(node_id)
+    principal = principal_of(request)
+    if principal.kind != "admin":  # another owner's job ids are not this caller's to see
+        owners = [await request.app[JOBS].owner_of(job_id) for job_id in jobs]
+        jobs = [j for j, owner in zip(jobs, owners, strict=True) if owner == principal.label]
     return json_response(NodeDetail(**info.model_dump(), jobs=jobs))
 
 

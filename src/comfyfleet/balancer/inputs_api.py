@@ -26,7 +26,7 @@ from comfyfleet.balancer.input_urls import InputFetcher
 from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
 from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
 from comfyfleet.store.keys import Keys
-from comfyfleet.web.auth import caller_of
+from comfyfleet.web.auth import caller_of, principal_of
 from comfyfleet.web.openapi import Body, Op, Reply
 from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_response, read_json
 
@@ -71,9 +71,12 @@ async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def hold_inputs(request: web.Request, graph: dict[str, Any]) -> None:
     """Keep the uploads a job's graph names until it has run; 422 naming the first one
-    that has expired or was never uploaded (the job is not accepted)."""
+    that has expired or was never uploaded -- by this caller: another owner's upload is
+    answered as never uploaded (the job is not accepted). The admin may name any."""
     places = input_names(graph)
-    missing = await request.app[INPUTS].hold(places)
+    principal = principal_of(request)
+    owner = None if principal.kind == "admin" else principal.label
+    missing = await request.app[INPUTS].hold(places, owner)
     if missing:
         node_id, key = places[missing[0]][0]
         raise ValidationFailed(
@@ -144,7 +147,7 @@ async def upload_input(request: web.Request) -> web.Response:
         raise UnsupportedMediaType(
             'send the image as multipart/form-data, or JSON {"url": ...} to have it fetched'
         )
-    stored = await request.app[INPUTS].put(data, caller_of(request))
+    stored = await request.app[INPUTS].put(data, caller_of(request), principal_of(request).label)
     view = InputView(
         id=stored.id, name=stored.name, content_type=stored.image.content_type,
         size=stored.size, width=stored.image.width, height=stored.image.height,

@@ -12,10 +12,11 @@ from comfyfleet.balancer.appkeys import CONFIG, JOBS, WORKFLOWS
 from comfyfleet.balancer.events_api import wait_for_end, wait_seconds
 from comfyfleet.balancer.inputs_api import hold_inputs
 from comfyfleet.balancer.outputs_api import output_urls
-from comfyfleet.balancer.schemas import JOB_ID_RE, JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.balancer.schemas import JobPage, JobRequest, JobView, ProgressView
+from comfyfleet.balancer.tenancy import job_or_404, listing_owner
 from comfyfleet.balancer.urls import public_base
 from comfyfleet.balancer.webhooks import WEBHOOKS
-from comfyfleet.errors import BadRequest, NotFound
+from comfyfleet.errors import BadRequest
 from comfyfleet.models.file_inputs import check_file_names
 from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
@@ -126,18 +127,10 @@ async def submit_job(request: web.Request) -> web.Response:
     return json_response(view, status=status, headers=headers)
 
 
-async def _job_or_404(request: web.Request) -> Job:
-    job_id = request.match_info["job_id"]
-    job = await request.app[JOBS].get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
-    if job is None:
-        raise NotFound(f"no job {job_id!r}", job_id=job_id)
-    return job
-
-
 @routes.get("/api/v1/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
     wait_s = wait_seconds(request)
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     if wait_s and not job.is_terminal:
         # Long-poll: answer when the job ends, or as it is after `wait_s` seconds.
         job = await wait_for_end(request.app, job.id, wait_s, caller_of(request)) or job
@@ -146,7 +139,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/jobs/{job_id}")
 async def cancel_job(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     job = await request.app[JOBS].cancel(job.id)
     return json_response(await job_view(request, job), status=202 if not job.is_terminal else 200)
 
@@ -168,7 +161,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     if cursor is not None and not is_ascii_int(cursor):
         raise BadRequest(f"invalid cursor {cursor[:24]!r}: pass the next_cursor of a page")
-    jobs, cursor = await request.app[JOBS].list_jobs(status=status, cursor=cursor, limit=limit)
+    owner = listing_owner(request)
+    jobs, cursor = await request.app[JOBS].list_jobs(
+        status=status, owner=owner, cursor=cursor, limit=limit
+    )
     base = public_base(request)
     views = [JobView.of(j, base_url=base, output_urls=await output_urls(request, j)) for j in jobs]
     page = JobPage(jobs=views, next_cursor=cursor)

@@ -14,8 +14,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from comfyfleet.balancer.appkeys import JOBS
-from comfyfleet.balancer.schemas import JOB_ID_PATTERN, JOB_ID_RE
-from comfyfleet.errors import NotFound
+from comfyfleet.balancer.schemas import JOB_ID_PATTERN
+from comfyfleet.balancer.tenancy import job_or_404
 from comfyfleet.models.job import Job
 from comfyfleet.store.joblogs import MAX_BYTES, MAX_LINES, JobLogStore
 from comfyfleet.web.numbers import ascii_int
@@ -72,12 +72,9 @@ def _attempt_view(job: Job, number: int, lines: list[dict[str, Any]]) -> Attempt
 
 @routes.get("/api/v1/jobs/{job_id}/logs")
 async def job_logs(request: web.Request) -> web.Response:
-    job_id = request.match_info["job_id"]
     only = _attempt_filter(request)
     store = request.app[JOBS]
-    job = await store.get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
-    if job is None:
-        raise NotFound(f"no job {job_id!r}", job_id=job_id)
+    job = await job_or_404(request)
     logs = await JobLogStore(store.redis, store.keys).read(job.id, job.attempts)
     attempts = [
         _attempt_view(job, number, lines)

@@ -43,6 +43,7 @@ from comfyfleet.balancer.schemas import (
     WorkflowDetail,
     WorkflowList,
 )
+from comfyfleet.balancer.tenancy import OWNER_PARAMS
 from comfyfleet.models.job import JobStatus
 from comfyfleet.models.node import NODE_INFO_EXAMPLE
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKey, NewApiKeyRequest
@@ -140,7 +141,9 @@ def _jobs() -> list[Op]:
                          example="order-1234"), WAIT],
            errors=[404, 429, STORE, STORE_FULL]),
         Op("GET", "/api/v1/jobs", "listJobs", "List jobs",
-           "Newest first, one page at a time; pass `next_cursor` back as `cursor`.", "jobs",
+           "Newest first, one page at a time; pass `next_cursor` back as `cursor`. An API "
+           "key lists its own jobs only; the admin lists every owner's, or one owner's with "
+           "`owner` or `key`.", "jobs",
            {200: Reply("A page of jobs", JobPage,
                        example={"jobs": [JOB_EXAMPLE], "next_cursor": None})},
            params=[
@@ -150,8 +153,9 @@ def _jobs() -> list[Op]:
                                         "default": DEFAULT_PAGE}, "page size", example=20),
                Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,20}$"},
                      "from a previous page's `next_cursor`", example="1041"),
+               *OWNER_PARAMS,
            ],
-           errors=[STORE]),
+           errors=[400, 403, STORE]),
         Op("GET", "/api/v1/jobs/{job_id}", "getJob", "Get a job",
            "Status, queue position or progress, outputs (with download URLs) and error.",
            "jobs", {200: Reply("The job; with ?wait=, once it ends or the wait is over",

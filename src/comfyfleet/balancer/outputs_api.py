@@ -11,8 +11,8 @@ import re
 import structlog
 from aiohttp import web
 
-from comfyfleet.balancer.appkeys import CONFIG, JOBS, RESULTS
-from comfyfleet.balancer.schemas import JOB_ID_RE
+from comfyfleet.balancer.appkeys import CONFIG, RESULTS
+from comfyfleet.balancer.tenancy import job_or_404
 from comfyfleet.blobs import ByteRange
 from comfyfleet.errors import ComfyfleetError, NotFound
 from comfyfleet.models.job import Job, JobStatus, OutputRef
@@ -139,10 +139,8 @@ def _unsatisfiable(exc: RangeNotSatisfiable, size: int) -> web.Response:
 
 
 async def _output_of(request: web.Request) -> tuple[Job, OutputRef]:
-    job_id, raw_index = request.match_info["job_id"], request.match_info["index"]
-    job = await request.app[JOBS].get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
-    if job is None:
-        raise NotFound(f"no job {job_id!r}", job_id=job_id)
+    job = await job_or_404(request)
+    raw_index = request.match_info["index"]
     index = ascii_int(raw_index, "output index", 0, MAX_OUTPUT_INDEX)
     output = next((o for o in job.outputs if o.index == index), None)
     if job.status is not JobStatus.SUCCEEDED or output is None:

@@ -1,4 +1,8 @@
-"""The node's small HTTP API: health, status, drain/resume, and ComfyUI pass-through."""
+"""The node's small HTTP API: health, status, drain/resume, and ComfyUI pass-through.
+
+Tenancy (balancer/tenancy.py): an API key sees the node's jobs of its own owner only, may
+interrupt only a prompt of its own jobs (another's answers 404, as an unknown one), and may
+not read ComfyUI's queue or history, which hold every tenant's prompts (403: the admin's)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfleet.errors import BadRequest
+from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.node.appkeys import COMFY, STATE, WORKER
 from comfyfleet.node.openapi_ops import (
     DEFAULT_HISTORY_ITEMS,
@@ -15,6 +19,7 @@ from comfyfleet.node.openapi_ops import (
     NODE_CLASS_PATTERN,
     InterruptRequest,
 )
+from comfyfleet.web.auth import Forbidden, principal_of, require_admin
 from comfyfleet.web.numbers import ascii_int
 from comfyfleet.web.responses import check_name, json_response, read_json
 
@@ -42,8 +47,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/node")
 async def node_status(request: web.Request) -> web.Response:
-    info = request.app[STATE].info(request.app[WORKER])
-    return json_response({**info.model_dump(mode="json"), "jobs": list(request.app[WORKER].tasks)})
+    worker = request.app[WORKER]
+    info = request.app[STATE].info(worker)
+    principal = principal_of(request)
+    jobs = [job_id for job_id, control in list(worker.controls.items())
+            if job_id in worker.tasks and principal.may_see(control.owner)]  # fmt: skip
+    return json_response({**info.model_dump(mode="json"), "jobs": jobs})
 
 
 @routes.post("/api/v1/node/drain")
@@ -76,11 +85,13 @@ async def object_info(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/comfy/queue")
 async def queue(request: web.Request) -> web.Response:
+    require_admin(request)  # every tenant's prompts, graphs included
     return json_response(await request.app[COMFY].queue())
 
 
 @routes.get("/api/v1/comfy/history")
 async def history(request: web.Request) -> web.Response:
+    require_admin(request)  # every tenant's prompts and outputs
     raw = request.query.get("max_items", str(DEFAULT_HISTORY_ITEMS))
     max_items = ascii_int(raw, "max_items", 1, MAX_HISTORY_ITEMS)
     return json_response(await request.app[COMFY].history_all(max_items=max_items))
@@ -99,6 +110,16 @@ async def interrupt(request: web.Request) -> web.Response:
     """Interrupt what ComfyUI runs now, or only `prompt_id` if given."""
     body: Any = await read_json(request) if request.can_read_body else {}
     prompt_id = InterruptRequest.model_validate(body).prompt_id
+    principal = principal_of(request)
+    if principal.kind != "admin":
+        # A key interrupts only a prompt of its own jobs, named: "the current one" may be
+        # another tenant's. Another's prompt answers as an unknown one.
+        if prompt_id is None:
+            raise Forbidden("an API key must name the prompt_id of one of its own jobs")
+        owners = [c.owner for c in list(request.app[WORKER].controls.values())
+                  if c.prompt_id == prompt_id]  # fmt: skip
+        if not owners or not principal.may_see(owners[0]):
+            raise NotFound(f"no prompt {prompt_id!r} of yours runs on this node")
     await request.app[COMFY].interrupt(prompt_id)
     return json_response({"interrupted": prompt_id or "current"})
 

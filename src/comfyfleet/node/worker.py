@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from comfyfleet.errors import StoreError
-from comfyfleet.models.job import DEFAULT_POOL, Job
+from comfyfleet.models.job import DEFAULT_OWNER, DEFAULT_POOL, Job
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node.leases import LeaseKeeper
 from comfyfleet.store.jobs import JobStore
@@ -51,6 +51,8 @@ class JobControl:
     prompt_id: str | None = None
     # The attempt's number (the job's `attempts` when claimed): its ComfyUI lines go there.
     attempt: int = 0
+    # Who submitted the job (a Principal label): the node's API shows it to that owner only.
+    owner: str = DEFAULT_OWNER
 
     def stop_events(self) -> list[asyncio.Event]:
         """Each event that means: take the prompt out of ComfyUI now."""
@@ -121,7 +123,7 @@ class Worker:
         self._start(job, adopted=True)
 
     def _start(self, job: Job, *, adopted: bool = False) -> None:
-        control = JobControl(adopted=adopted, attempt=job.attempts)
+        control = JobControl(adopted=adopted, attempt=job.attempts, owner=job.owner)
         self.controls[job.id] = control
         task = asyncio.create_task(self._run(job, control), name=f"job-{job.id}")
         self.tasks[job.id] = task

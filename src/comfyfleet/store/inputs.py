@@ -53,6 +53,8 @@ ID_LENGTH = 32
 INPUT_ID_PATTERN = rf"^[0-9a-f]{{{ID_LENGTH}}}$"
 INPUT_NAME_PATTERN = rf"^cfin_([0-9a-f]{{{ID_LENGTH}}})\.(png|jpg|webp)$"
 _INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+# The owner recorded for uploads made without one (the admin's, as jobs without an owner).
+ANY_OWNER = "admin"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
@@ -68,11 +70,13 @@ class PutArgs:
     size: int
     caller_quota: int
     total: int
+    owner: str  # the uploader (a Principal label); recorded as field `by:<owner>`
 
 
 @dataclass(frozen=True)
 class HoldArgs:
     ttl_ms: int
+    owner: str  # only inputs this owner uploaded count; "": any (the admin)
 
 
 class InputsFull(ComfyfleetError):
@@ -255,9 +259,11 @@ class InputStore:
         self._hold: Script[HoldArgs] = standalone(redis, "input_hold")
 
     @guarded
-    async def put(self, data: bytes, caller: str = "-") -> StoredInput:
+    async def put(self, data: bytes, caller: str = "-", owner: str = ANY_OWNER) -> StoredInput:
         """Store an image (sniffed first, see `sniff_image`), charged to `caller` until it
-        expires: InputQuotaExceeded / InputsFull (429) beyond the caller's quota or the
+        expires, and recorded as `owner`'s (a Principal label: jobs of other owners cannot
+        name it; the same bytes stored by several owners are theirs alike):
+        InputQuotaExceeded / InputsFull (429) beyond the caller's quota or the
         store's total (an object already written then is an orphan the sweeper removes).
         Storing bytes already stored returns the same input, charges nothing and never
         shortens its TTL."""
@@ -272,7 +278,7 @@ class InputStore:
                                                  content_type=info.content_type)  # fmt: skip
             fields["blob"], inline = stored.key, ()
         args = PutArgs(self.ttl_ms, fields, input_id, self.keys.input_prefix, caller,
-                       len(data), self.caller_quota_bytes, self.total_bytes)  # fmt: skip
+                       len(data), self.caller_quota_bytes, self.total_bytes, owner)  # fmt: skip
         keys = [self.keys.input(input_id), self.keys.input_ledger, self.keys.input_usage]
         ttl, held = (int(v) for v in await self._put(keys, args, *inline))
         if ttl == -1:
@@ -286,22 +292,25 @@ class InputStore:
                            self.clock.now_ms() + ttl)  # fmt: skip
 
     @guarded
-    async def hold(self, input_ids: Iterable[str]) -> list[str]:
+    async def hold(self, input_ids: Iterable[str], owner: str | None = None) -> list[str]:
         """Keep these inputs for at least `hold_ms` from now (a job that names them was
-        accepted). Returns the ids that do not exist (expired or never uploaded)."""
+        accepted). Returns the ids that do not exist (expired or never uploaded) or, when
+        `owner` is given, that this owner did not upload (None: any input, the admin)."""
         ids = list(dict.fromkeys(input_ids))
         if not ids:
             return []
-        missing = await self._hold([self.keys.input(i) for i in ids], HoldArgs(self.hold_ms))
+        args = HoldArgs(self.hold_ms, owner or "")
+        missing = await self._hold([self.keys.input(i) for i in ids], args)
         return [ids[int(pos) - 1] for pos in missing]
 
     @guarded
-    async def get(self, input_id: str) -> tuple[bytes, str] | None:
-        """(bytes, content type), or None when the input is gone."""
-        data, content_type, blob = await self.redis.hmget(
-            self.keys.input(input_id), ["data", "content_type", "blob"]
+    async def get(self, input_id: str, owner: str | None = None) -> tuple[bytes, str] | None:
+        """(bytes, content type), or None when the input is gone or, when `owner` is given,
+        is not one that owner uploaded (None: any input, for the node and the admin)."""
+        data, content_type, blob, mine = await self.redis.hmget(
+            self.keys.input(input_id), ["data", "content_type", "blob", f"by:{owner}"]
         )
-        if content_type is None:
+        if content_type is None or (owner is not None and mine is None):
             return None
         if blob is not None and self.blobs is not None:
             data = await read_all(self.blobs, text(blob))

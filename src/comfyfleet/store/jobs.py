@@ -35,6 +35,7 @@ from comfyfleet.errors import (
     ValidationFailed,
 )
 from comfyfleet.models.job import (
+    DEFAULT_OWNER,
     DEFAULT_POOL,
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -163,8 +164,9 @@ class JobStore:
         idempotency_key: str | None = None,
         queue_limit: int | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a new job; returns (job, created). A known `idempotency_key` (within the
-        idempotency TTL) returns the job it created before, with created=False.
+        """Queue a new job; returns (job, created). A known `idempotency_key` of the same
+        owner (within the idempotency TTL) returns the job it created before, with
+        created=False; another owner's use of the same key is a key of its own.
         `queue_limit`: QueueFull when the pool's queue already holds that many jobs (checked
         in the same atomic step; None or 0: no bound). QuotaExceeded (limit `max_queued`)
         when the owner's tenant record has a max_queued its queued jobs already reach."""
@@ -207,9 +209,10 @@ class JobStore:
             self.keys.events(job_id),
             self.keys.stats,
             self.keys.tenant(spec.owner),
+            self.keys.jobs_of_owner(spec.owner),
         ]
         if idempotency_key is not None:
-            keys.append(self.keys.idempotency(idempotency_key))
+            keys.append(self.keys.idempotency(spec.owner, idempotency_key))
         args = EnqueueArgs(
             job_id=job_id,
             idempotency_ttl_ms=self.idempotency_ttl_ms,
@@ -417,18 +420,34 @@ class JobStore:
         return Job.from_fields(fields_of(fields)) if fields else None
 
     @guarded
+    async def owner_of(self, job_id: str) -> str | None:
+        """Who submitted the job (a Principal label), or None for an unknown job."""
+        fields: Any = await self.redis.hmget(self.keys.job(job_id), ["status", "owner"])
+        if fields[0] is None:
+            return None
+        return text(fields[1]) if fields[1] is not None else DEFAULT_OWNER
+
+    @guarded
     async def list_jobs(
         self,
         *,
         status: JobStatus | None = None,
+        owner: str | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_PAGE,
     ) -> tuple[list[Job], str | None]:
         """Newest first, `limit` at most (1..MAX_PAGE). Returns the page and the cursor of the
-        next one (None: no more). Entries of expired jobs are dropped from the index here."""
+        next one (None: no more). `owner`: that owner's jobs only (its own index; with a
+        `status` too, a page may hold fewer than `limit` and still have a next cursor).
+        Entries of expired jobs are dropped from the index here."""
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be 1..{MAX_PAGE}")
-        index = self.keys.jobs if status is None else self.keys.jobs_by_status(status)
+        if owner is not None:
+            index = self.keys.jobs_of_owner(owner)
+        elif status is None:
+            index = self.keys.jobs
+        else:
+            index = self.keys.jobs_by_status(status)
         upper = "+inf" if cursor is None else f"({self._parse_cursor(cursor)}"
         jobs: list[Job] = []
         for _ in range(LIST_ROUNDS):
@@ -438,7 +457,8 @@ class JobStore:
                 index, upper, "-inf", start=0, num=want + 1, withscores=True
             )
             more, entries = len(entries) > want, entries[:want]
-            jobs += await self._load_listed([text(member) for member, _ in entries], status)
+            ids = [text(member) for member, _ in entries]
+            jobs += await self._load_listed(ids, status, owner)
             if not more:
                 return jobs, None
             upper = f"({int(entries[-1][1])}"
@@ -446,7 +466,9 @@ class JobStore:
                 break
         return jobs, upper[1:]
 
-    async def _load_listed(self, ids: list[str], status: JobStatus | None) -> list[Job]:
+    async def _load_listed(
+        self, ids: list[str], status: JobStatus | None, owner: str | None
+    ) -> list[Job]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
@@ -455,7 +477,8 @@ class JobStore:
         if gone:
             # Finished jobs expire after the retention; their index entries go lazily here.
             async with self.redis.pipeline(transaction=False) as pipe:
-                for index in (self.keys.jobs, *self._status_keys):
+                owners = [self.keys.jobs_of_owner(owner)] if owner is not None else []
+                for index in (self.keys.jobs, *self._status_keys, *owners):
                     pipe.zrem(index, *gone)
                 await pipe.execute()
         jobs = [Job.from_fields(fields_of(fields)) for fields in rows if fields]

@@ -14,7 +14,10 @@ key                        type   TTL             written by
 {ns}:running               ZSET   -               claim/renew (score lease deadline ms); reaper
 {ns}:owned:<node>          SET    -               claim adds, finish removes: a node's jobs
 {ns}:seq                   STRING -               enqueue INCR: FIFO sequence
-{ns}:idem:<key>            STRING idempotency TTL enqueue: idempotency key -> job id
+{ns}:idem:<owner>:<key>    STRING idempotency TTL enqueue: an owner's idempotency key -> job id
+{ns}:jobs:by:<owner>       ZSET   -               enqueue (score seq): one owner's jobs, for its
+                                                  listing; entries of expired jobs removed
+                                                  when listed
 {ns}:events:<id>           STREAM retention, once every script + node progress; capped (MAXLEN ~);
                                   terminal        opened by the first event after `queued`
                                                   (open_log in lua/_lib.lua), compacted by
@@ -167,8 +170,13 @@ class Keys:
     def seq(self) -> str:
         return f"{self.prefix}:seq"
 
-    def idempotency(self, key: str) -> str:
-        return f"{self.prefix}:idem:{key}"
+    def idempotency(self, owner: str, key: str) -> str:
+        """An idempotency key is the owner's own: two tenants using one get two jobs."""
+        return f"{self.prefix}:idem:{owner}:{key}"
+
+    def jobs_of_owner(self, owner: str) -> str:
+        """The listing index of one owner's jobs (owner: a Principal label)."""
+        return f"{self.prefix}:jobs:by:{owner}"
 
     def events(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"

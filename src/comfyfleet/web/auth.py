@@ -63,6 +63,11 @@ class Principal:
         """Who did it, for records such as a workflow version's author."""
         return f"apikey:{self.key_id}" if self.kind == "apikey" else self.kind
 
+    def may_see(self, owner: str) -> bool:
+        """Whether this caller may see (and act on) what `owner` (a label) owns: its own,
+        or anything for the admin (balancer/tenancy.py)."""
+        return self.kind == "admin" or self.label == owner
+
 
 ADMIN = Principal("admin")
 ANONYMOUS = Principal("anonymous")

@@ -9,7 +9,8 @@
 -- KEYS[11]    {ns}:stats             counters
 -- KEYS[12]    {ns}:tenant:<owner>    the job's tenant: max_queued (absent: no bound) and
 --                                    the live `queued` count set_status keeps
--- KEYS[13]    {ns}:idem:<key>        optional: idempotency key -> job id
+-- KEYS[13]    {ns}:jobs:by:<owner>   the owner's listing index (score seq)
+-- KEYS[14]    {ns}:idem:<owner>:<key> optional: the owner's idempotency key -> job id
 -- A (EnqueueArgs)  job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
 --             and requeues are never refused: they were accepted), fields (Job.to_fields;
 --             its status is written by set_status, which counts the job for its tenant).
@@ -23,8 +24,8 @@
 local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
 
-if KEYS[13] then
-  local existing = redis.call('GET', KEYS[13])
+if KEYS[14] then
+  local existing = redis.call('GET', KEYS[14])
   -- A key whose job already expired (retention) no longer protects anything: reuse it.
   if existing and redis.call('EXISTS', NS.job_prefix .. existing) == 1 then
     return { 'exists', redis.call('HGETALL', NS.job_prefix .. existing) }
@@ -61,8 +62,9 @@ set_status(job_key, job_id, 'queued')
 local f = redis.call('HMGET', job_key, 'priority', 'pool')
 redis.call('ZADD', KEYS[8], queue_score(f[1], seq), job_id)
 redis.call('ZADD', KEYS[7], seq, job_id)
-if KEYS[13] then
-  redis.call('SET', KEYS[13], job_id, 'PX', A.idempotency_ttl_ms)
+redis.call('ZADD', KEYS[13], seq, job_id)
+if KEYS[14] then
+  redis.call('SET', KEYS[14], job_id, 'PX', A.idempotency_ttl_ms)
 end
 redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
 -- No event log yet: the `queued` event is written when the log is opened (open_log in

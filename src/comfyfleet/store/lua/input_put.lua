@@ -6,7 +6,9 @@
 -- KEYS[3]  {ns}:inputs:usage    HASH caller -> bytes held; "*" -> all callers
 -- A (inputs.PutArgs)  ttl_ms, fields (content_type, size, width, height, sha256[, blob]),
 --   input_id, input_prefix (keys.py: an input key is the prefix + its id), caller,
---   size (bytes), caller_quota, total (bytes)
+--   size (bytes), caller_quota, total (bytes), owner (the uploader's Principal label:
+--   recorded as field `by:<owner>`, so only jobs of owners who uploaded these bytes may
+--   name them; the same bytes uploaded by two owners are one input, both recorded)
 -- ARGV[2]  the image bytes (not text, so not in A); absent when they live in an object
 --          store (then A.fields has `blob`, the object's key)
 -- Time from Redis. Returns {TTL ms, 1} when stored (and charged), {TTL ms, 0} when the
@@ -30,6 +32,7 @@ for _, entry in ipairs(due) do
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl ~= -2 then
+  redis.call('HSET', KEYS[1], 'by:' .. A.owner, '1')
   if ttl < A.ttl_ms then
     redis.call('PEXPIRE', KEYS[1], A.ttl_ms)
     ttl = A.ttl_ms
@@ -52,6 +55,8 @@ for name, value in pairs(A.fields) do
   fields[#fields + 1] = name
   fields[#fields + 1] = value
 end
+fields[#fields + 1] = 'by:' .. A.owner
+fields[#fields + 1] = '1'
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], A.ttl_ms)
 redis.call('ZADD', KEYS[2], now + A.ttl_ms, A.input_id .. '|' .. A.size .. '|' .. A.caller)
