@@ -21,6 +21,7 @@ from comfyfleet.balancer import (
     metrics,
     openapi_ops,
     outputs_api,
+    tenants_api,
     workflows_api,
 )
 from comfyfleet.balancer.admission import admission_middleware
@@ -178,6 +179,7 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(workflows_api.routes)
     app.add_routes(apikeys_api.routes)
     app.add_routes(alerts_api.routes)
+    app.add_routes(tenants_api.routes)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     # ComfyUI's editor at / (editor/): its pages, user data, and the fleet's extension.
     app.add_routes(editor_api.routes)

@@ -17,6 +17,7 @@ from comfyfleet.models.job import DEFAULT_POOL
 from comfyfleet.models.node import NodeState
 from comfyfleet.store import histograms
 from comfyfleet.store.scripts import text
+from comfyfleet.store.usage import OUTCOMES, UsageStore
 from comfyfleet.web.metrics import Collected, Metric, histogram
 
 # Store counters that are not job outcomes are still worth a series; the help says what.
@@ -24,7 +25,32 @@ _GAUGES = ("running", "delayed")
 
 
 async def collect(app: web.Application) -> list[Collected]:
-    return [*await _counts(app), *await _pools(app), *await _latencies(app), *await _alerts(app)]
+    return [
+        *await _counts(app), *await _pools(app), *await _latencies(app), *await _alerts(app),
+        *await _usage(app),
+    ]  # fmt: skip
+
+
+async def _usage(app: web.Application) -> list[Collected]:
+    """Per owner (bounded by the API keys, plus admin and anonymous), not per workflow too:
+    owners x workflows could grow past what a scrape should carry; /api/v1/usage has both."""
+    jobs = app[JOBS]
+    totals = await UsageStore(jobs.redis, jobs.keys).totals()
+    owners = sorted({owner for owner, _ in totals})
+    return [
+        Metric("comfyfleet_tenant_jobs_total", "counter", "Jobs ended, by owner and outcome.",
+               [({"owner": o, "outcome": outcome}, float(totals.get((o, outcome), 0)))
+                for o in owners for outcome in OUTCOMES]),
+        Metric("comfyfleet_tenant_gpu_seconds_total", "counter",
+               "Running time of owners' jobs' attempts on nodes, by owner.",
+               [({"owner": o}, totals.get((o, "gpu_ms"), 0) / 1000) for o in owners]),
+        Metric("comfyfleet_tenant_queue_seconds_total", "counter",
+               "Time owners' jobs spent queued or backing off, by owner.",
+               [({"owner": o}, totals.get((o, "queue_ms"), 0) / 1000) for o in owners]),
+        Metric("comfyfleet_tenant_output_bytes_total", "counter",
+               "Bytes of owners' jobs' outputs, by owner.",
+               [({"owner": o}, float(totals.get((o, "output_bytes"), 0))) for o in owners]),
+    ]  # fmt: skip
 
 
 async def _pools(app: web.Application) -> list[Collected]:

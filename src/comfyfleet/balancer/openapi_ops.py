@@ -25,6 +25,7 @@ from comfyfleet.balancer import (
     inputs_api,
     logs_api,
     outputs_api,
+    tenants_api,
     workflows_api,
 )
 from comfyfleet.balancer.appkeys import WORKFLOWS
@@ -284,6 +285,7 @@ OPERATIONS: list[Op] = [
     *workflows_api.OPS,
     *alerts_api.OPS,
     *logs_api.OPS,
+    *tenants_api.OPS,
 ]
 TAGS = {
     "jobs": "Submit, follow, cancel jobs; download outputs",

@@ -114,6 +114,12 @@ key                        type   TTL             written by
                                                   "modified_ms"} JSON, what listings read
 {ns}:settings:<principal>  HASH   -               store/userdata.py (HSET): the editor's settings
                                                   of one principal, id -> JSON value
+{ns}:usage:<day>           HASH   90 days after   lua/_usage.lua finish: per owner, workflow
+                                  the day         and measure (jobs by outcome, gpu_ms,
+                                                  queue_ms, output_bytes) of jobs that ended
+                                                  that day (days since the epoch, UTC)
+{ns}:usage:total           HASH   -               lua/_usage.lua finish: per owner and
+                                                  measure since the namespace began (/metrics)
 """
 
 from __future__ import annotations
@@ -353,6 +359,19 @@ class Keys:
     def hist(self) -> str:
         """Written by lua/_observe.lua (passed in the scripts' `Namespace`)."""
         return f"{self.prefix}:hist"
+
+    @property
+    def usage_prefix(self) -> str:
+        """`{ns}:usage:` + a day (whole days since the epoch): lua/_usage.lua's day hash."""
+        return f"{self.prefix}:usage:"
+
+    def usage_day(self, day: int) -> str:
+        return f"{self.usage_prefix}{day}"
+
+    @property
+    def usage_total(self) -> str:
+        """Written by lua/_usage.lua (passed in the scripts' `Namespace`)."""
+        return f"{self.prefix}:usage:total"
 
     @property
     def stats_ended(self) -> str:

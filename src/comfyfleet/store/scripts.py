@@ -59,6 +59,9 @@ COUNTERS = (
     "stale",
 )
 
+# How long usage accounting keeps each day's figures after the day ends (store/usage.py).
+USAGE_KEEP_DAYS = 90
+DAY_MS = 86_400_000
 Args = TypeVar("Args")
 # What Redis answers a write (or a script's first write) while used memory is above
 # maxmemory under the noeviction policy ("OOM command not allowed when used memory >
@@ -121,6 +124,9 @@ class Namespace:
     clock_key: str
     hist: str
     stats_ended: str
+    usage_prefix: str
+    usage_total: str
+    usage_keep_ms: int
     events_maxlen: int
     retention_ms: int
 
@@ -140,6 +146,9 @@ class Namespace:
             clock_key=keys.clock,
             hist=keys.hist,
             stats_ended=keys.stats_ended,
+            usage_prefix=keys.usage_prefix,
+            usage_total=keys.usage_total,
+            usage_keep_ms=USAGE_KEEP_DAYS * DAY_MS,
             events_maxlen=events_maxlen,
             retention_ms=retention_ms,
         )
@@ -234,7 +243,8 @@ def source(name: str) -> str:
     constants += histograms.lua_bounds() + _lua_codes()
     context = "local NS, A = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])\n"
     clock = read_lua("_clock") + "\nlocal NOW = clock_ms(NS.clock_key)\n"
-    prelude = context + clock + read_lua("_observe") + "\n" + read_lua("_lib")
+    prelude = context + clock + read_lua("_observe") + "\n" + read_lua("_usage") + "\n"
+    prelude += read_lua("_lib")
     return constants + prelude + "\n" + read_lua(name)
 
 

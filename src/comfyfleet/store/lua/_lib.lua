@@ -271,6 +271,7 @@ local function finish(job_key, job_id, status, now)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
   -- dies now cannot lose the notification.
   observe_end(job_key, status, now)
+  record_usage(job_key, status, now)  -- _usage.lua
   local hook = redis.call('HGET', job_key, 'webhook_url')
   if (hook and hook ~= '') or redis.call('EXISTS', NS.webhook_fleet) == 1 then
     redis.call('ZADD', NS.webhook_ended, now, job_id)
