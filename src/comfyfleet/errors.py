@@ -138,3 +138,13 @@ class QuotaExceeded(ComfyfleetError):
         super().__init__(detail, limit=limit, **extra)
         self.limit = limit
         self.retry_after_s = retry_after_s
+
+
+class NotAllowed(ComfyfleetError):
+    """A tenant's limits do not allow what a job asks for (a workflow, pool or priority it
+    was not granted): 403, since waiting will not help. `limit` names it, `allowed` says
+    what is."""
+
+    status = 403
+    code = "not-allowed"
+    title = "Not allowed by the tenant's limits"

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from comfyfleet.errors import NotFound
 from comfyfleet.store.apikeys import KEY_ID_PATTERN, ApiKeyList, NewApiKeyRequest
+from comfyfleet.store.limits import LimitStore
 from comfyfleet.web.auth import API_KEYS, require_admin
 from comfyfleet.web.responses import json_response, read_json
 
@@ -25,7 +26,10 @@ _KEY_ID = re.compile(KEY_ID_PATTERN)
 async def create_key(request: web.Request) -> web.Response:
     require_admin(request)
     body = NewApiKeyRequest.model_validate(await read_json(request))
-    created = await request.app[API_KEYS].create(body.name, body.scopes)
+    store = request.app[API_KEYS]
+    created = await store.create(body.name, body.scopes)
+    if body.limits is not None:
+        await LimitStore(store.redis, store.keys).update(f"apikey:{created.id}", body.limits)
     log.info("apikey_created", key_id=created.id, name=created.name)  # never the key
     return json_response(created, status=201, headers={"Cache-Control": "no-store"})
 

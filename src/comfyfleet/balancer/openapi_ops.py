@@ -140,7 +140,7 @@ def _jobs() -> list[Op]:
                          {"type": "string", "minLength": 1, "maxLength": 128},
                          "retry-safe submit: the same key answers the first job",
                          example="order-1234"), WAIT],
-           errors=[404, 429, STORE, STORE_FULL]),
+           errors=[403, 404, 429, STORE, STORE_FULL]),
         Op("GET", "/api/v1/jobs", "listJobs", "List jobs",
            "Newest first, one page at a time; pass `next_cursor` back as `cursor`. An API "
            "key lists its own jobs only; the admin lists every owner's, or one owner's with "

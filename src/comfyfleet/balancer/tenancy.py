@@ -20,10 +20,10 @@ from comfyfleet.errors import BadRequest, NotFound
 from comfyfleet.models.job import Job
 from comfyfleet.store.apikeys import KEY_ID_PATTERN
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.store.limits import OWNER_PATTERN
 from comfyfleet.web.auth import Forbidden, principal_of
 from comfyfleet.web.openapi import Param
 
-OWNER_PATTERN = r"^(admin|anonymous|apikey:[0-9a-f]{12})$"
 _OWNER = re.compile(OWNER_PATTERN)
 _KEY_ID = re.compile(KEY_ID_PATTERN)
 # `?owner=` / `?key=` of listings (documented once, read by `owner_query`).

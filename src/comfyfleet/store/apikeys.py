@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
 from comfyfleet.errors import StoreError
 from comfyfleet.store.keys import Keys
+from comfyfleet.store.limits import TenantLimits
 from comfyfleet.store.scripts import Script, fields_of, guarded, standalone, text
 
 KEY_PREFIX = "cfk_"
@@ -62,6 +63,9 @@ class NewApiKeyRequest(BaseModel):
         default_factory=list,
         max_length=len(SCOPES),
         description='"workflows": may publish, roll back and retire workflows',
+    )
+    limits: TenantLimits | None = Field(
+        default=None, description="the key's tenant limits (see PATCH /api/v1/tenants)"
     )
 
 

@@ -15,6 +15,7 @@ caller's; `now_ms` reads it.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from comfyfleet.errors import (
     BadRequest,
     ComfyfleetError,
     Conflict,
+    NotAllowed,
     NotFound,
     QuotaExceeded,
     ValidationFailed,
@@ -110,6 +112,31 @@ class QueueFull(ComfyfleetError):
     code = "queue-full"
     title = "Queue full"
     retryable = True
+
+
+def _refused(spec: JobSpec, reply: Sequence[Any]) -> ComfyfleetError:
+    """The error for a tenant's limit that refused `spec` (see lua/_quota.lua)."""
+    kind, limit = text(reply[0]), text(reply[1])
+    if kind == "denied":
+        allowed = text(reply[2])
+        asked = {"workflows": spec.workflow or "_graph", "pools": spec.pool,
+                 "max_priority": spec.priority}[limit]  # fmt: skip
+        return NotAllowed(
+            f"{spec.owner} may not submit {limit}={asked}: its limits allow {allowed}",
+            limit=limit, owner=spec.owner, allowed=allowed,
+        )  # fmt: skip
+    if limit == "rate":
+        wait_ms = int(reply[3])
+        return QuotaExceeded(
+            f"{spec.owner} submits faster than its rate of {float(text(reply[2])):g}/s; "
+            f"the next submit is allowed in {wait_ms} ms",
+            limit=limit, retry_after_s=max(1, math.ceil(wait_ms / 1000)), owner=spec.owner,
+        )  # fmt: skip
+    bound, count = int(reply[2]), int(reply[3])
+    return QuotaExceeded(
+        f"{spec.owner} has {count} queued jobs, its {limit} is {bound}",
+        limit=limit, retry_after_s=QUOTA_RETRY_AFTER_S, owner=spec.owner, bound=bound,
+    )  # fmt: skip
 
 
 class JobStore:
@@ -228,15 +255,8 @@ class JobStore:
                 pool=spec.pool,
                 limit=queue_limit,
             )
-        if text(reply[0]) == "quota":
-            limit, bound, count = text(reply[1]), int(reply[2]), int(reply[3])
-            raise QuotaExceeded(
-                f"{spec.owner} has {count} queued jobs, its {limit} is {bound}",
-                limit=limit,
-                retry_after_s=QUOTA_RETRY_AFTER_S,
-                owner=spec.owner,
-                bound=bound,
-            )
+        if text(reply[0]) in ("quota", "denied"):
+            raise _refused(spec, reply)
         created = text(reply[0]) == "ok"
         return Placed(job_of(reply[1]), created, int(reply[2]) if created else None)
 

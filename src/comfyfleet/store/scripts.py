@@ -244,6 +244,7 @@ def source(name: str) -> str:
     context = "local NS, A = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])\n"
     clock = read_lua("_clock") + "\nlocal NOW = clock_ms(NS.clock_key)\n"
     prelude = context + clock + read_lua("_observe") + "\n" + read_lua("_usage") + "\n"
+    prelude += read_lua("_quota") + "\n"
     prelude += read_lua("_lib")
     return constants + prelude + "\n" + read_lua(name)
 

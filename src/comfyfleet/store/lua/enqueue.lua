@@ -20,7 +20,9 @@
 -- Returns {'ok', fields, queue position (0: next)} when created, {'exists', fields} for a
 -- known idempotency key, {'conflict'} when the job id is taken, {'full', depth} when the
 -- queue is at its bound, {'quota', limit name, limit, count} when the tenant is at its
--- max_queued.
+-- max_queued, {'quota', 'rate', rate, retry_after_ms} past its submit rate,
+-- {'denied', limit, allowed} for a workflow, pool or priority its limits do not allow
+-- (_quota.lua).
 local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
 
@@ -45,6 +47,11 @@ local quota = redis.call('HMGET', KEYS[12], 'max_queued', 'queued')
 local max_queued, queued = tonumber(quota[1]), tonumber(quota[2]) or 0
 if max_queued and queued >= max_queued then
   return { 'quota', 'max_queued', max_queued, queued }
+end
+-- The tenant's other limits, last: it takes a submit token only for a job created now.
+local refused = admit(KEYS[12], A.fields, now)  -- _quota.lua
+if refused then
+  return refused
 end
 
 local fields = {}
