@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import shlex
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -104,6 +105,20 @@ class ServerConfig(_Frozen):
     insecure: bool = False
     # Serve Prometheus metrics at /metrics, open to scrapers (counts only, no job data).
     metrics: bool = False
+    # Networks (CIDR) whose requests without credentials are served as the principal
+    # `anonymous` (jobs yes, admin no): for ComfyUI clients that cannot send credentials.
+    # Empty: every request needs credentials. Wrong credentials are refused regardless.
+    anonymous_from: tuple[str, ...] = ()
+
+    @field_validator("anonymous_from")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"--anonymous-from expects a CIDR, got {network!r}") from None
+        return value
 
     @property
     def loopback(self) -> bool:

@@ -24,7 +24,9 @@ from tests.api.conftest import ADMIN_AUTH, PASSWORD, USER, Role
 
 SAMPLES = {"job_id": "0" * 32, "index": "0", "node_id": "nobody", "name": "txt2img",
            "asset": "swagger-ui.css", "key_id": "0" * 12}  # fmt: skip
-ADMIN_ONLY = re.compile(r"^/api/v1/(apikeys|alerts|tenants|comfy/queue|comfy/history)")
+ADMIN_ONLY = re.compile(
+    r"^(/api/v1/(apikeys|alerts|tenants|comfy/queue|comfy/history)|(/api)?/free$)"
+)
 # Routes a key may use only with the "workflows" scope (the walk's key has no scope).
 SCOPED = {
     ("POST", "/api/v1/workflows/{name}/versions"),

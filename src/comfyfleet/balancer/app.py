@@ -35,6 +35,7 @@ from comfyfleet.balancer.appkeys import (
     USERDATA,
     WORKFLOWS,
 )
+from comfyfleet.balancer.native import add_native_routes
 from comfyfleet.balancer.reaper import Reaper
 from comfyfleet.balancer.webhooks import webhooks_ctx
 from comfyfleet.blobs import open_blob_store
@@ -180,6 +181,7 @@ def create_app(cfg: BalancerConfig) -> web.Application:
     app.add_routes(apikeys_api.routes)
     app.add_routes(alerts_api.routes)
     app.add_routes(tenants_api.routes)
+    add_native_routes(app)
     add_docs_routes(app, openapi_ops.document, title="comfyfleet balancer")
     # ComfyUI's editor at / (editor/): its pages, user data, and the fleet's extension.
     app.add_routes(editor_api.routes)

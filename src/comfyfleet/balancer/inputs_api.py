@@ -125,6 +125,23 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
     return data
 
 
+async def read_upload(request: web.Request, limit: int | None = None) -> bytes:
+    """The file of a multipart upload (a part named `image` or `file`), at most `limit`
+    bytes (None: UPLOAD_BODY_LIMIT); 400 for a malformed body, 413 beyond the limit."""
+    limit = UPLOAD_BODY_LIMIT if limit is None else limit
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    try:
+        return await _read_file(request, limit)
+    except (
+        ValueError, RuntimeError, AssertionError, HttpProcessingError,
+        aiohttp.ClientPayloadError,
+    ) as exc:  # fmt: skip
+        # aiohttp's multipart reader says "malformed" with these (a bad part header
+        # raises its HTTP parser's InvalidHeader, a bad `_charset_` part RuntimeError).
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
 @routes.post("/api/v1/inputs")
 async def upload_input(request: web.Request) -> web.Response:
     limit = UPLOAD_BODY_LIMIT
@@ -132,17 +149,7 @@ async def upload_input(request: web.Request) -> web.Response:
         source = InputFromUrl.model_validate(await read_json(request))
         data = await request.app[FETCHER].fetch(source.url, limit)
     elif request.content_type == "multipart/form-data":
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-        try:
-            data = await _read_file(request, limit)
-        except (
-            ValueError, RuntimeError, AssertionError, HttpProcessingError,
-            aiohttp.ClientPayloadError,
-        ) as exc:  # fmt: skip
-            # aiohttp's multipart reader says "malformed" with these (a bad part header
-            # raises its HTTP parser's InvalidHeader, a bad `_charset_` part RuntimeError).
-            raise BadRequest(f"malformed multipart body: {exc}") from None
+        data = await read_upload(request, limit)
     else:
         raise UnsupportedMediaType(
             'send the image as multipart/form-data, or JSON {"url": ...} to have it fetched'

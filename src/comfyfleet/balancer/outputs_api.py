@@ -79,6 +79,11 @@ async def output_urls(request: web.Request, job: Job) -> dict[int, str]:
 @routes.get("/api/v1/jobs/{job_id}/outputs/{index}")
 async def get_output(request: web.Request) -> web.StreamResponse:
     job, output = await _output_of(request)
+    return await send_output(request, job, output)
+
+
+async def send_output(request: web.Request, job: Job, output: OutputRef) -> web.StreamResponse:
+    """Stream one stored output (one Range honoured); NotFound once it has expired."""
     blobs = request.app[RESULTS].blobs
     gone = NotFound(f"output {output.index} of job {job.id} has expired from the store")
     # A stored output never changes and the job records its size, so a GET asks the store

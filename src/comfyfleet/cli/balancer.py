@@ -87,6 +87,16 @@ def balancer(
             help="Network (CIDR) webhooks may reach although private or loopback; repeatable.",
         ),
     ] = None,
+    anonymous_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anonymous-from",
+            envvar="BALANCER_ANONYMOUS_FROM",
+            help="Network (CIDR) whose requests without credentials are served as the "
+            "principal 'anonymous' (jobs yes, admin no), for ComfyUI clients that cannot "
+            "send credentials; repeatable. Unset: credentials always needed.",
+        ),
+    ] = None,
     input_url_allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -251,7 +261,15 @@ def balancer(
         "balancer",
     )  # fmt: skip
     cfg = BalancerConfig(
-        server=opt.server_config(host, port, username, password, insecure, metrics),
+        server=opt.server_config(
+            host,
+            port,
+            username,
+            password,
+            insecure,
+            metrics,
+            opt.build(opt.parse_networks, anonymous_from or [], "balancer"),
+        ),
         redis=opt.redis_config(
             redis_url,
             redis_host,

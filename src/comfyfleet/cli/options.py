@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -110,6 +111,7 @@ def server_config(
     password: str | None,
     insecure: bool,
     metrics: bool = False,
+    anonymous_from: tuple[str, ...] = (),
 ) -> ServerConfig:
     return ServerConfig(
         host=host,
@@ -118,7 +120,18 @@ def server_config(
         password=SecretStr(password) if password else None,
         insecure=insecure,
         metrics=metrics,
+        anonymous_from=anonymous_from,
     )
+
+
+def parse_networks(specs: list[str]) -> tuple[str, ...]:
+    """`--anonymous-from` values: each a CIDR (or one address); ConfigError otherwise."""
+    for spec in specs:
+        try:
+            ipaddress.ip_network(spec, strict=False)
+        except ValueError:
+            raise ConfigError(f"--anonymous-from expects a network (CIDR), got {spec!r}") from None
+    return tuple(specs)
 
 
 def log_config(level: str, logdy: str | None) -> LogConfig:

@@ -53,6 +53,15 @@ def up(
     step_ms: Annotated[
         float, typer.Option("--step-ms", envvar="SIM_STEP_MS", help="Stand-in ms per step.")
     ] = 10.0,
+    anonymous_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anonymous-from",
+            envvar="BALANCER_ANONYMOUS_FROM",
+            help="Passed to the balancer: networks (CIDR) served without credentials as "
+            "'anonymous', for ComfyUI clients that cannot send them; repeatable.",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option("--data-dir", envvar="FLEET_DATA_DIR", help="Logs and Redis data (temp)."),
@@ -75,6 +84,7 @@ def up(
         node_ms=node_ms,
         step_ms=step_ms,
         data_dir=data_dir,
+        balancer_args=[arg for net in anonymous_from or [] for arg in ("--anonymous-from", net)],
     )
     stop = threading.Event()
     # A closed terminal (SIGHUP) stops the fleet in order too; a hard death of this process

@@ -1,16 +1,28 @@
-"""Forwarding a prompt's progress from ComfyUI's socket into the job's event log."""
+"""Forwarding a prompt's progress from ComfyUI's socket into the job's event log.
+
+What is recorded is what the balancer's native websocket needs to send a ComfyUI client
+the frames ComfyUI would have sent it (balancer/native/frames.py): `started`, `cached`,
+`executing` per node, `progress` (throttled), `executed` with the node's ui dict,
+`preview`, and ComfyUI's own error/interrupt details (`comfy_error`,
+`comfy_interrupted`), which the job's terminal state then reports. Error details are
+redacted of host paths like every job error a client sees."""
 
 from __future__ import annotations
+
+import orjson
 
 from comfyfleet.clock import Clock
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.comfy import events as ev
 from comfyfleet.node.previews import PreviewKeeper
 from comfyfleet.store.jobs import JobStore
+from comfyfleet.web.redact import scrub
 
 # At most one progress event per job per this many ms: a 150-step sampler on a fast GPU
 # would otherwise write hundreds of stream entries a second. The last step always goes.
 PROGRESS_MIN_INTERVAL_MS = 100
+# Most bytes (JSON) of a failed node's input values recorded with ComfyUI's error.
+MAX_CURRENT_INPUTS_BYTES = 16 * 1024
 
 
 class ProgressForwarder:
@@ -31,8 +43,19 @@ class ProgressForwarder:
                 await self._progress(event)
             elif isinstance(event, ev.ExecutionStart):
                 await self.store.append_event(self.job_id, "started", {"prompt_id": self.prompt_id})
+            elif isinstance(event, ev.ExecutionCached):
+                await self.store.append_event(self.job_id, "cached", {"nodes": event.nodes})
             elif isinstance(event, ev.Executing) and event.node is not None:
                 await self.store.append_event(self.job_id, "executing", {"node": event.node})
+            elif isinstance(event, ev.Executed):
+                output = {"node": event.node, "output": event.output}
+                await self.store.append_event(self.job_id, "executed", output)
+            elif isinstance(event, ev.ExecutionError):
+                await self.store.append_event(self.job_id, "comfy_error", _error_details(event))
+            elif isinstance(event, ev.ExecutionInterrupted):
+                where = {"node_id": event.node_id, "node_type": event.node_type,
+                         "executed": event.executed}  # fmt: skip
+                await self.store.append_event(self.job_id, "comfy_interrupted", where)
             elif isinstance(event, ev.PreviewImage):
                 await self._previews.offer(event)
 
@@ -47,3 +70,21 @@ class ProgressForwarder:
             "progress",
             {"value": int(event.value), "max": int(event.max), "node": event.node},
         )
+
+
+def _error_details(event: ev.ExecutionError) -> dict[str, object]:
+    """ComfyUI's execution_error, as a client may see it: no host paths (web/redact.py);
+    the failed node's input values only while small (they can be large tensors' reprs)."""
+    inputs = scrub(event.current_inputs)
+    if len(orjson.dumps(inputs, default=str)) > MAX_CURRENT_INPUTS_BYTES:
+        inputs = {}
+    return {
+        "node_id": event.node_id,
+        "node_type": event.node_type,
+        "executed": event.executed,
+        "exception_message": scrub(event.exception_message),
+        "exception_type": event.exception_type,
+        "traceback": [scrub(line) for line in event.traceback],
+        "current_inputs": inputs,
+        "current_outputs": event.current_outputs,
+    }

@@ -56,6 +56,8 @@ PROMPT_NAMESPACE = uuid.UUID("5b0c3f0e-8f4e-4d8e-9a57-0c6f1e0f7a11")
 # on anyway (s), and how often /queue + /history are read meanwhile (s).
 STOP_CONFIRM_S = 10.0
 HUNG_CONFIRM_S = 1.0
+# Longest wait (s) for the progress forwarder to write a finished prompt's last events.
+FORWARD_DRAIN_S = 2.0
 STOP_POLL_S = 0.2
 # How long the final write of an attempt is retried while Redis is unreachable (s): past two
 # default leases the reaper has taken the job back and the write would be refused anyway.
@@ -173,7 +175,12 @@ class ComfyRunner:
         waiter = asyncio.create_task(self.comfy.wait(prompt_id))
         stopper = asyncio.create_task(self._stop_when_told(job, prompt_id, control))
         try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter in done:
+                # The forwarder's events end with the outcome: let it write the last of
+                # them (`executed`, ComfyUI's error) so they precede the job's end in its
+                # log. A prompt that had to be stopped settles at once.
+                await asyncio.wait({forward}, timeout=FORWARD_DRAIN_S)
             for task in (waiter, stopper):
                 if task.done() and not task.cancelled() and task.exception() is None:
                     return task.result()

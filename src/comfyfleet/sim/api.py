@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfleet.comfy.validation import Validation, validate_prompt
 from comfyfleet.sim.catalogue import Catalogue
 from comfyfleet.sim.queue import Job
 from comfyfleet.sim.state import SIM_STATE, SimState
-from comfyfleet.sim.validate import Validation, validate_prompt
 
 # aiohttp's own body for an unhandled exception, which is what ComfyUI answers with.
 SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"

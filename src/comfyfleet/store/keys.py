@@ -120,6 +120,11 @@ key                        type   TTL             written by
                                                   that day (days since the epoch, UTC)
 {ns}:usage:total           HASH   -               lua/_usage.lua finish: per owner and
                                                   measure since the namespace began (/metrics)
+{ns}:comfy-client:<owner>:<client>
+                           STREAM 24 h after the  balancer/native (POST /prompt): the ids of
+                                  last prompt     the prompts one principal posted with one
+                                                  ComfyUI client_id (capped); the native
+                                                  websocket reads it to find its prompts
 """
 
 from __future__ import annotations
@@ -387,3 +392,6 @@ class Keys:
 
     def settings(self, principal: str) -> str:
         return f"{self.prefix}:settings:{principal}"
+
+    def comfy_client(self, owner: str, client_id: str) -> str:
+        return f"{self.prefix}:comfy-client:{owner}:{client_id}"

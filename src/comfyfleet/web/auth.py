@@ -22,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import ipaddress
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True)
 class Principal:
     """Who is calling. `admin`: basic auth, or auth switched off (loopback without
-    credentials); `apikey`: a bearer key; `anonymous`: no credentials, on an open route."""
+    credentials); `apikey`: a bearer key; `anonymous`: no credentials, on an open route or
+    from a network the operator listed (`--anonymous-from`)."""
 
     kind: Literal["admin", "apikey", "anonymous"]
     key_id: str | None = None
@@ -170,11 +172,31 @@ def is_open(request: web.Request) -> bool:
     return resource is not None and resource.canonical in OPEN_ROUTES
 
 
-class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
-    """Basic auth or a bearer API key on every route except the open ones."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    def __init__(self, username: str, password: str):
+
+def in_networks(remote: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether the address `remote` (as aiohttp reports it) lies in one of `networks`."""
+    if not remote or not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
+    """Basic auth or a bearer API key on every route except the open ones; requests
+    without credentials from `anonymous_from` networks are served as ANONYMOUS."""
+
+    def __init__(
+        self, username: str, password: str, anonymous_from: tuple[Network, ...] = ()
+    ) -> None:
         super().__init__(username=username, password=password, force=True, realm=REALM)
+        self.anonymous_from = anonymous_from
 
     async def check_credentials(self, username: str, password: str, request: web.Request) -> bool:
         # Compare both halves always, so a wrong user name costs the same as a wrong password.
@@ -198,7 +220,10 @@ class ConstantTimeBasicAuth(BasicAuthMiddleware):  # type: ignore[misc]
         return Principal("apikey", info.id, frozenset(info.scopes))
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        open_route = is_open(request)
+        open_route = is_open(request) or (
+            "Authorization" not in request.headers
+            and in_networks(request.remote, self.anonymous_from)
+        )
         principal = await self._identify_throttled(request)
         if principal is None and not open_route:
             # A wrong bearer key gets a Bearer challenge only (RFC 6750): a Basic one would
@@ -245,7 +270,9 @@ def auth_middlewares(server: ServerConfig) -> list[Middleware]:
     A role bound beyond loopback refuses to start without credentials unless `insecure`.
     """
     if server.username and server.password:
-        return [ConstantTimeBasicAuth(server.username, server.password.get_secret_value())]
+        networks = tuple(ipaddress.ip_network(n, strict=False) for n in server.anonymous_from)
+        password = server.password.get_secret_value()
+        return [ConstantTimeBasicAuth(server.username, password, networks)]
     if not server.loopback and not server.insecure:
         raise ConfigError(
             f"refusing to listen on {server.host} without credentials: "

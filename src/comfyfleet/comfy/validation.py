@@ -1,5 +1,9 @@
 """Graph validation with ComfyUI 0.3.64's exact error bodies (execution.validate_prompt).
 
+Pure, and shared: the stand-in validates with its own catalogue (sim/catalogue.py), the
+balancer's native POST /prompt with the fleet's merged /object_info
+(balancer/native/catalog.py); both only need what `Catalogue` and `NodeClass` below say.
+
 Two places where ComfyUI iterates a Python `set` (so its order changes per process with
 hash randomisation) are made deterministic here: output nodes are validated in reverse
 prompt order and a node's inputs in reverse declaration order. Both happen to reproduce
@@ -10,9 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from comfyfleet.sim.catalogue import Catalogue, NodeClass
+from typing import Any, Protocol
 
 Error = dict[str, Any]
 Verdict = tuple[bool, list[Error], str]
@@ -22,7 +24,32 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "STRING": str,
     "BOOLEAN": bool,
 }
-SIM_TRACEBACK = ['  File "comfyfleet/sim/validate.py", in validate_inputs\n']
+SIM_TRACEBACK = ['  File "comfyfleet/comfy/validation.py", in validate_inputs\n']
+
+
+class NodeClass(Protocol):
+    """One node class as validation sees it."""
+
+    @property
+    def custom_validated(self) -> tuple[str, ...]:
+        """Inputs checked by the class's own VALIDATE_INPUTS (skips min/max/combo)."""
+        ...
+
+    @property
+    def output_node(self) -> bool: ...
+
+    @property
+    def return_types(self) -> list[str]: ...
+
+
+class Catalogue(Protocol):
+    """The node classes a prompt is validated against."""
+
+    def get(self, name: str) -> NodeClass | None: ...
+
+    def input_types(self, node: Any) -> dict[str, dict[str, list[Any]]]:
+        """The class's `input` section of /object_info, file combos filled in."""
+        ...
 
 
 @dataclass
@@ -256,7 +283,7 @@ def validate_prompt(
     outputs = [
         node_id
         for node_id, node in reversed(prompt.items())
-        if catalogue.classes[node["class_type"]].output_node
+        if _is_output(catalogue, node["class_type"])
         and (partial_targets is None or node_id in partial_targets)
     ]
     if not outputs:
@@ -306,3 +333,8 @@ def _validate_output(checker: _Validator, output: str) -> tuple[bool, list[Error
         checker.validated[output] = (False, reasons, output)
         return False, reasons
     return valid, reasons
+
+
+def _is_output(catalogue: Catalogue, class_type: str) -> bool:
+    node = catalogue.get(class_type)
+    return node is not None and node.output_node

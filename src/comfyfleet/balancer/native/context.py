@@ -1,0 +1,36 @@
+"""The native surface's resources: the prompt feed, an HTTP client for reaching nodes
+(`/free`, their inventories), and the inventory cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from comfyfleet.balancer.appkeys import CONFIG, REDIS
+from comfyfleet.balancer.native.catalog import Inventory
+from comfyfleet.store.keys import Keys
+from comfyfleet.store.prompt_feed import PromptFeed
+from comfyfleet.web.auth import credentials_headers
+
+FEED = web.AppKey("comfy_prompt_feed", PromptFeed)
+NODE_HTTP = web.AppKey("comfy_node_http", aiohttp.ClientSession)
+INVENTORY = web.AppKey("comfy_inventory", Inventory)
+# How long the balancer waits for a node's answer (s).
+NODE_TIMEOUT_S = 10.0
+
+
+async def native_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    app[FEED] = PromptFeed(app[REDIS], Keys(cfg.redis.namespace))
+    password = cfg.server.password.get_secret_value() if cfg.server.password else None
+    # Nodes share the fleet's credentials (API_USERNAME / API_PASSWORD on every role).
+    session = aiohttp.ClientSession(
+        headers=credentials_headers(cfg.server.username, password, None),
+        timeout=aiohttp.ClientTimeout(total=NODE_TIMEOUT_S),
+    )
+    app[NODE_HTTP] = session
+    app[INVENTORY] = Inventory(session)
+    yield
+    await session.close()
