@@ -2,9 +2,11 @@
 job, and claim latency with a short and a very long queue.
 
 The long queue is filled by cloning one really enqueued job server-side (`CLONE_LUA`): each
-clone gets every key and index entry the job has (hash, event stream if any, queue, listing
-and status indexes, a fresh sequence number), with the same encodings, because enqueueing a
-million jobs through Python would take minutes. Bytes per job are measured on real enqueues.
+clone gets every key and index entry the job has (hash, event stream if any, its tenant's
+queue, the tenant in the fair-share set, listing and status indexes, counters, a fresh
+sequence number), with the same encodings, because enqueueing a million jobs through
+Python would take minutes. The clones are spread over TENANTS owners. Bytes per job are
+measured on real enqueues.
 """
 
 from __future__ import annotations
@@ -26,45 +28,59 @@ from comfyfleet.store.keys import Keys
 
 CLAIMS = 300
 LEASE_MS = 600_000
-CLONE_BATCH = 20_000
+CLONE_BATCH = 5_000
 
-# KEYS: template job hash, template events, queue, jobs index, queued index, seq
-# ARGV: template id, first clone number, clones, job key prefix, events key prefix
+# Tenants the filled queue is spread over: the claim picks among them by virtual time, so
+# the figure covers the fair-share structures as well as the queues' length.
+TENANTS = 100
+
+# KEYS: template job hash, template events, jobs index, queued index, seq, depth, fair set
+#       of the template's pool and class
+# ARGV: first clone number, clones, job key prefix, events key prefix, tenant queue prefix
+#       ("{ns}:queue:<pool>:<class>:"), tenant record prefix, pool, tenants
 CLONE_LUA = """
 local fields = redis.call('HGETALL', KEYS[1])
 local has_events = redis.call('EXISTS', KEYS[2]) == 1
 local events = has_events and redis.call('XRANGE', KEYS[2], '-', '+') or {}
-local tseq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-local qscore = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[1]))
-for n = tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1 do
+local priority = tonumber(redis.call('HGET', KEYS[1], 'priority'))
+for n = tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1 do
   local id = 'fill' .. n
-  local seq = redis.call('INCR', KEYS[6])
+  local owner = 'bench:' .. (n % tonumber(ARGV[8]))
+  local seq = redis.call('INCR', KEYS[5])
   for i = 1, #fields, 2 do
     local value = fields[i + 1]
-    if fields[i] == 'id' then value = id elseif fields[i] == 'seq' then value = seq end
-    redis.call('HSET', ARGV[4] .. id, fields[i], value)
+    if fields[i] == 'id' then value = id elseif fields[i] == 'seq' then value = seq
+    elseif fields[i] == 'owner' then value = owner end
+    redis.call('HSET', ARGV[3] .. id, fields[i], value)
   end
   for _, entry in ipairs(events) do
-    redis.call('XADD', ARGV[5] .. id, '*', unpack(entry[2]))
+    redis.call('XADD', ARGV[4] .. id, '*', unpack(entry[2]))
   end
-  redis.call('ZADD', KEYS[3], qscore - tseq + seq, id)
+  redis.call('ZADD', ARGV[5] .. owner, (100 - priority) * 2^40 + seq, id)
+  redis.call('ZADD', KEYS[7], 'NX', 0, owner)
+  redis.call('HINCRBY', ARGV[6] .. owner, 'queued', 1)
+  redis.call('HINCRBY', KEYS[6], ARGV[7], 1)
+  redis.call('ZADD', KEYS[3], seq, id)
   redis.call('ZADD', KEYS[4], seq, id)
-  redis.call('ZADD', KEYS[5], seq, id)
 end
-return redis.call('ZCARD', KEYS[3])
+return redis.call('HGET', KEYS[6], ARGV[7])
 """
 
 
 async def _fill(redis: aioredis.Redis, keys: Keys, store: JobStore, total: int) -> None:
+    """`total` queued jobs (one enqueued, the rest cloned) over TENANTS tenants, in the
+    default pool and the class any node runs (the bench's node has no inventory)."""
     template, _ = await store.enqueue(JobSpec(graph=solid_graph()))
+    pool, cls = template.pool, template.capability
     clone = redis.register_script(CLONE_LUA)
     made = 1
     while made < total:
         batch = min(CLONE_BATCH, total - made)
         await clone(
-            keys=[keys.job(template.id), keys.events(template.id), keys.queue("default"),
-                  keys.jobs, keys.jobs_by_status("queued"), keys.seq],
-            args=[template.id, made, batch, keys.job_prefix(), keys.events_prefix()],
+            keys=[keys.job(template.id), keys.events(template.id), keys.jobs,
+                  keys.jobs_by_status("queued"), keys.seq, keys.depth, keys.fair(pool, cls)],
+            args=[made, batch, keys.job_prefix(), keys.events_prefix(),
+                  keys.queue(pool, cls, ""), keys.tenant_prefix(), pool, TENANTS],
         )  # fmt: skip
         made += batch
 

@@ -361,6 +361,10 @@ class SimConfig(_Frozen):
     step_ms: float = Field(default=2.0, ge=0)
     # Model inventory: folder name -> file names (e.g. checkpoints -> [a.safetensors]).
     models: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Node classes beyond the built-in ones (each passes its optional IMAGE input through,
+    # like a custom node the fleet's other stand-ins lack) and built-in ones left out.
+    extra_classes: tuple[str, ...] = ()
+    without_classes: tuple[str, ...] = ()
     # Where outputs, inputs and temp files live (None: a fresh temp dir, removed at exit).
     data_dir: str | None = None
     # Fault injection (see comfyfleet.sim.faults; all off by default).

@@ -148,3 +148,12 @@ class NotAllowed(ComfyfleetError):
     status = 403
     code = "not-allowed"
     title = "Not allowed by the tenant's limits"
+
+
+class NoCapableNode(ComfyfleetError):
+    """No registered node has what a job needs (node classes, model files): it would wait
+    forever, so it is refused at submit. Extras name what is missing."""
+
+    status = 400
+    code = "no-capable-node"
+    title = "No node can run this job"

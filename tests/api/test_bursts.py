@@ -66,7 +66,7 @@ async def test_a_burst_bigger_than_the_pool_is_accepted_exactly_once(
     assert [status for status, _ in answers] == [202] * SUBMITTERS, answers
     ids = {job_id for _, job_id in answers}
     assert len(ids) == SUBMITTERS
-    queued = await redis_client.zrange(Keys(redis_config.namespace).queue("default"), 0, -1)
+    queued = await redis_client.zrange(Keys(redis_config.namespace).jobs_by_status("queued"), 0, -1)
     assert {member.decode() for member in queued} == ids
 
 

@@ -125,7 +125,7 @@ async def test_enqueue_answers_the_position_it_placed_the_job_at(store: JobStore
 
 
 async def test_stale_queue_entry_is_dropped_and_counted(store: JobStore) -> None:
-    await store.redis.zadd(store.keys.queue("default"), {"ghost": 0})
+    await store.redis.zadd(store.keys.queue("default", "any", "admin"), {"ghost": 0})
     real, _ = await store.enqueue(spec())
     got = await store.claim("n", capacity=2, lease_ms=LEASE_MS)
     assert [j.id for j in got] == [real.id]

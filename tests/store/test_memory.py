@@ -50,7 +50,8 @@ async def test_a_queued_job_costs_its_graph_and_little_more(store: JobStore) -> 
 
 
 async def test_index_entries_of_queued_jobs_stay_small(store: JobStore) -> None:
-    indexes = [store.keys.queue("default"), store.keys.jobs, store.keys.jobs_by_status("queued")]
+    queue = store.keys.queue("default", "any", "admin")
+    indexes = [queue, store.keys.jobs, store.keys.jobs_by_status("queued")]
     await store.enqueue(JobSpec(graph=graph(0)))
     before = [await _usage(store, key) for key in indexes]
     for n in range(JOBS):

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts import store as alert_store
-from comfyfleet.store import apikeys, inputs, leader, logins, nodes, userdata, webhooks
+from comfyfleet.store import apikeys, inputs, leader, logins, nodes, routing, userdata, webhooks
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
@@ -32,6 +32,8 @@ TEMPLATE_ARGS: dict[str, type] = {
 }
 STANDALONE_ARGS: dict[str, type] = {
     "apikey_create": apikeys.CreateArgs,
+    "class_register": routing.RegisterArgs,
+    "cover": routing.CoverArgs,
     "apikey_revoke": apikeys.RevokeArgs,
     "apikey_touch": apikeys.TouchArgs,
     "input_put": inputs.PutArgs,

@@ -53,15 +53,10 @@ class SnapshotReader:
         )
 
     async def _pools(self, served: set[str]) -> dict[str, PoolView]:
-        prefix = self.keys.queue("")
-        names = {DEFAULT_POOL, *served}
-        async for key in self.redis.scan_iter(match=self.keys.queue("*"), count=500):
-            names.add(text(key)[len(prefix) :])
-        ordered = sorted(names)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for pool in ordered:
-                pipe.zcard(self.keys.queue(pool))
-            depths = await pipe.execute()
+        raw: Any = await self.redis.hgetall(self.keys.depth)
+        waiting = {text(pool): int(depth) for pool, depth in raw.items()}
+        ordered = sorted({DEFAULT_POOL, *served, *waiting})
+        depths = [waiting.get(pool, 0) for pool in ordered]
         oldest = await self._oldest_per_pool()
         return {
             pool: PoolView(int(depth), oldest.get(pool, 0))

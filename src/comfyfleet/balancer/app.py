@@ -47,12 +47,14 @@ from comfyfleet.editor.frontend import add_frontend_routes, frontend_root
 from comfyfleet.store.apikeys import ApiKeyStore
 from comfyfleet.store.connect import connect
 from comfyfleet.store.inputs import InputStore
+from comfyfleet.store.inventory import InventoryStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.leader import LeaderLease, Leadership, Lease, Work
 from comfyfleet.store.logins import LoginThrottle
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.store.results import ResultStore
+from comfyfleet.store.routing import CapabilityStore, Router
 from comfyfleet.store.userdata import UserDataStore
 from comfyfleet.tasks import stop
 from comfyfleet.templates.builtin import builtin_folder
@@ -80,6 +82,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[JOBS] = JobStore(redis, keys)
     app[NODES] = NodeRegistry(redis, keys)
+    inventories = InventoryStore(redis, keys)
+    app[JOBS].router = Router(app[NODES], CapabilityStore(redis, keys, inventories))
     app[WORKFLOWS] = WorkflowRegistry(redis, keys)
     app[PUBLISHER] = WorkflowPublisher(redis, keys)
     app[API_KEYS] = ApiKeyStore(redis, keys)

@@ -51,7 +51,7 @@ async def job_view(request: web.Request, job: Job, position: int | None = None) 
     else it is read when the job is queued."""
     store = request.app[JOBS]
     if position is None and job.status is JobStatus.QUEUED:
-        position = await store.queue_position(job.id, job.pool)
+        position = await store.queue_position(job.id, job)
     return JobView.of(
         job,
         base_url=public_base(request),

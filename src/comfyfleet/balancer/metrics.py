@@ -16,7 +16,6 @@ from comfyfleet.balancer.webhooks import WEBHOOKS
 from comfyfleet.models.job import DEFAULT_POOL
 from comfyfleet.models.node import NodeState
 from comfyfleet.store import histograms
-from comfyfleet.store.scripts import text
 from comfyfleet.store.usage import OUTCOMES, UsageStore
 from comfyfleet.web.metrics import Collected, Metric, histogram
 
@@ -108,13 +107,9 @@ async def _counts(app: web.Application) -> list[Collected]:
     nodes = await registry.all()
     # Pools with jobs waiting (a pool no node serves is what an alert should see), those
     # nodes serve, and the default, so the series stay put while queues are empty.
-    prefix = jobs.keys.queue("")
-    waiting = {
-        text(key)[len(prefix) :]
-        async for key in jobs.redis.scan_iter(match=jobs.keys.queue("*"), count=500)
-    }
+    waiting = await jobs.queue_depths()
     pools = sorted({DEFAULT_POOL, *waiting, *(pool for node in nodes for pool in node.pools)})
-    depths = [({"pool": pool}, float(await jobs.queue_depth(pool))) for pool in pools]
+    depths = [({"pool": pool}, float(waiting.get(pool, 0))) for pool in pools]
     states = Counter(node.state.value for node in nodes)
     alive = [n for n in nodes if n.state != NodeState.LOST]
     return [

@@ -164,6 +164,9 @@ class FleetSpec:
     # Extra command-line options for every node / the balancer (e.g. "--hang-timeout", "3").
     node_args: list[str] = field(default_factory=list)
     balancer_args: list[str] = field(default_factory=list)
+    # Extra options for each stand-in by index (e.g. [["--models", "checkpoints=a.ckpt"]]),
+    # so one fleet has stand-ins with different node classes and model files.
+    sim_args: list[list[str]] = field(default_factory=list)
 
 
 class Fleet:
@@ -228,6 +231,7 @@ class Fleet:
                     str(spec.step_ms),
                     "--data-dir",
                     str(self.dir / f"sim-{i + 1}"),
+                    *(spec.sim_args[i] if i < len(spec.sim_args) else []),
                 ],
                 port,
                 "/system_stats",

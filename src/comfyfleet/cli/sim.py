@@ -38,6 +38,20 @@ def sim(
             "FOLDER=FILE[,FILE...] (repeatable), e.g. checkpoints=a.safetensors.",
         ),
     ] = None,
+    extra_class: Annotated[
+        list[str] | None,
+        _opt(
+            "--extra-class",
+            "SIM_EXTRA_CLASS",
+            "Offer a node class the built-ins lack; it passes its IMAGE through (repeatable).",
+        ),
+    ] = None,
+    without_class: Annotated[
+        list[str] | None,
+        _opt(
+            "--without-class", "SIM_WITHOUT_CLASS", "Leave out a built-in node class (repeatable)."
+        ),
+    ] = None,
     data_dir: Annotated[
         str | None, _opt("--data-dir", "SIM_DATA_DIR", "Folder for input/output/temp.")
     ] = None,
@@ -91,6 +105,8 @@ def sim(
             node_ms=node_ms,
             step_ms=step_ms,
             models=parse_models(_split(models)),
+            extra_classes=tuple(_split(extra_class)),
+            without_classes=tuple(_split(without_class)),
             data_dir=data_dir,
             fail_node_types=tuple(_split(fail_node_type)),
             reject_prompts=reject_prompts,

@@ -22,6 +22,9 @@ SCHEMA_VERSION = 1
 DEFAULT_POOL = "default"
 # Jobs written before owners were recorded, and jobs submitted with auth switched off.
 DEFAULT_OWNER = "admin"
+# The capability class of a job that any node can run (models/capability.py): jobs
+# queued without a requirement.
+ANY_CAPABILITY = "any"
 DEFAULT_MAX_ATTEMPTS = 3
 # Priorities are small integers; higher runs first. The queue score packs priority above a
 # sequence number, so the range is bounded.
@@ -167,6 +170,8 @@ class JobSpec(BaseModel):
     # Who submitted it (`web.auth.Principal.label`: admin, anonymous or apikey:<id>): the
     # tenant whose job it is.
     owner: str = DEFAULT_OWNER
+    # Which nodes can run it (models/capability.py): the id of its requirement's class.
+    capability: str = ANY_CAPABILITY
 
 
 # Fields that are stored as JSON strings inside the job hash.
@@ -201,6 +206,7 @@ class Job(BaseModel):
     priority: int = 0
     pool: str = DEFAULT_POOL
     owner: str = DEFAULT_OWNER
+    capability: str = ANY_CAPABILITY
     # Enqueue order within the queue; kept across requeues so a retried job keeps its place.
     seq: int = 0
     attempts: int = 0

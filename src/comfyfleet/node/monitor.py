@@ -10,6 +10,7 @@ import structlog
 
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.errors import ComfyfleetError, StoreError
+from comfyfleet.models.capability import covers
 from comfyfleet.node.state import MODEL_FOLDERS, NodeStatus
 from comfyfleet.node.worker import Worker
 from comfyfleet.store.events import Subscription
@@ -17,6 +18,7 @@ from comfyfleet.store.inventory import InventoryStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import NodeRegistry
+from comfyfleet.store.routing import CapabilityStore
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +81,9 @@ async def beat_once(
     elif wanted is False and worker.draining:
         log.info("resume_requested")
         worker.resume()
-    await publish_inventory(InventoryStore(registry.redis, registry.keys), status)
+    inventories = InventoryStore(registry.redis, registry.keys)
+    await publish_inventory(inventories, status)
+    await cover_classes(CapabilityStore(registry.redis, registry.keys, inventories), status, worker)
     skew_ms = await registry.heartbeat(status.info(worker))
     worker.store_reached()
     note_skew(status, skew_ms)
@@ -97,6 +101,29 @@ async def publish_inventory(inventories: InventoryStore, status: NodeStatus) -> 
     await inventories.publish(status.digest, status.object_info, status.models)
     status.published_digest = status.digest
     log.info("inventory_published", digest=status.digest, classes=len(status.node_classes))
+
+
+async def cover_classes(capabilities: CapabilityStore, status: NodeStatus, worker: Worker) -> None:
+    """Record which capability classes listed since the last look this node's inventory
+    covers (all of them after a new digest), then claim by that digest: from then on the
+    node sees queued jobs of those classes."""
+    digest = status.published_digest
+    if digest is None:
+        return
+    if worker.digest != digest:
+        status.class_order = 0  # a new inventory: every class is new to it
+    listed = await capabilities.listed_since(status.class_order)
+    mine = [c.class_id for c in listed if covers(status.object_info, c.requirement)]
+    if mine:
+        await capabilities.cover(digest, mine, worker.pools)
+    if listed:
+        status.class_order = listed[-1].order
+    if worker.digest != digest:
+        worker.digest = digest
+        log.info("routing_ready", digest=digest, classes=len(mine))
+        worker.poke()
+    elif mine:
+        worker.poke()
 
 
 def note_skew(status: NodeStatus, skew_ms: int) -> None:

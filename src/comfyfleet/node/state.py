@@ -44,6 +44,9 @@ class NodeStatus:
     # The digest whose inventory this node last published (store/inventory.py); the
     # heartbeat publishes again when `digest` differs.
     published_digest: str | None = None
+    # The last capability class (its order number, store/routing.py) whose coverage this
+    # node recorded for `published_digest`; 0: none yet.
+    class_order: int = 0
     # The ComfyUI this node runs itself (node/supervisor.py); None: an external one.
     process: ComfyProcess | None = None
     # This node's clock minus the fleet's (Redis TIME) at the last heartbeat (ms), and

@@ -90,6 +90,10 @@ class Worker:
         self.pools = tuple(pools)
         self.lease_ms = lease_ms
         self.draining = False
+        # The inventory digest whose coverage is recorded (node/monitor.py cover_classes):
+        # claims take jobs of the capability classes it covers. None: jobs queued without
+        # a capability only.
+        self.digest: str | None = None
         # Set when a lease could not be confirmed for half its length (see LeaseKeeper):
         # nothing is claimed until a heartbeat reaches Redis again (`store_reached`).
         self.fenced = False
@@ -111,7 +115,11 @@ class Worker:
         if self.draining or self.fenced or not self.free or not self.can_claim():
             return []
         jobs = await self.store.claim(
-            self.node_id, pools=self.pools, capacity=self.free, lease_ms=self.lease_ms
+            self.node_id,
+            pools=self.pools,
+            capacity=self.free,
+            lease_ms=self.lease_ms,
+            digest=self.digest,
         )
         for job in jobs:
             self._start(job)

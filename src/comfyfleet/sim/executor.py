@@ -20,7 +20,7 @@ from comfyfleet.sim.faults import Faults, InjectedFailure
 from comfyfleet.sim.files import Storage, file_digest
 from comfyfleet.sim.graph import ExecutionList, cache_keys, is_link
 from comfyfleet.sim.hub import Hub
-from comfyfleet.sim.ops import OPS
+from comfyfleet.sim.ops import OPS, custom_node
 from comfyfleet.sim.queue import Job
 
 SIM_TRACEBACK = ['  File "comfyfleet/sim/executor.py", in execute_node\n']
@@ -241,7 +241,8 @@ class _JobRun:
             raise InjectedFailure(f"sim: injected failure in {class_type} (node {node_id})")
         await asyncio.sleep(self.ex.node_ms / 1000)
         await self.ex.faults.gate()
-        return await OPS[class_type](inputs, _NodeContext(self, node_id))
+        # Only catalogue classes pass validation; one without an op is an --extra-class.
+        return await OPS.get(class_type, custom_node)(inputs, _NodeContext(self, node_id))
 
     def report(self, node_id: str, error: BaseException) -> None:
         base = {

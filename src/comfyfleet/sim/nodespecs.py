@@ -221,3 +221,21 @@ def _filter_nodes() -> list[NodeClass]:
 
 def builtin_classes() -> dict[str, NodeClass]:
     return {node.name: node for node in [*_image_nodes(), *_filter_nodes(), *sd_nodes()]}
+
+
+def extra_class(name: str) -> NodeClass:
+    """A stand-in's own node class (a custom node other stand-ins lack): its optional
+    IMAGE input comes out unchanged."""
+    return NodeClass(
+        name,
+        v1_info(name, {}, ["IMAGE"], category="custom", optional={"image": ["IMAGE"]}),
+    )
+
+
+def node_classes(
+    extra: tuple[str, ...] = (), without: tuple[str, ...] = ()
+) -> dict[str, NodeClass]:
+    """The built-in classes minus `without`, plus a pass-through class per `extra` name."""
+    classes = {name: node for name, node in builtin_classes().items() if name not in without}
+    classes.update((name, extra_class(name)) for name in extra if name not in classes)
+    return classes

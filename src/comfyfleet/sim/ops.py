@@ -111,6 +111,13 @@ async def passthrough(i: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UI]
     return (list(i["image"]),), None
 
 
+async def custom_node(i: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UI]:
+    """A stand-in's extra class (`--extra-class`): its IMAGE through, or a small grey one."""
+    if "image" in i:
+        return (list(i["image"]),), None
+    return ([images.solid(64, 64, 0x808080)],), None
+
+
 async def save_image_websocket(i: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UI]:
     batch: list[Image] = i["images"]
     for step, image in enumerate(batch):

@@ -13,7 +13,7 @@ from comfyfleet.sim.executor import Executor
 from comfyfleet.sim.faults import Faults
 from comfyfleet.sim.files import Storage
 from comfyfleet.sim.hub import Hub
-from comfyfleet.sim.nodespecs import builtin_classes
+from comfyfleet.sim.nodespecs import node_classes
 from comfyfleet.sim.queue import PromptQueue
 
 
@@ -64,7 +64,7 @@ def build_state(config: SimConfig, storage: Storage) -> SimState:
         queue=queue,
         executor=executor,
         faults=faults,
-        classes=builtin_classes(),
+        classes=node_classes(config.extra_classes, config.without_classes),
         models=inventory(config.models),
     )
     return state

@@ -30,6 +30,8 @@ from comfyfleet.store.scripts import guarded
 UNION_TTL_MS = 24 * 3600 * 1000
 # Unions kept parsed in this process (one per digest set in use: a handful).
 LOCAL_UNIONS = 8
+# Inventories kept parsed in this process (one per kind of node in the fleet).
+LOCAL_INVENTORIES = 32
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class InventoryStore:
         self.redis = redis
         self.keys = keys
         self._unions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._inventories: OrderedDict[str, Inventory] = OrderedDict()
 
     @guarded
     async def publish(
@@ -119,11 +122,20 @@ class InventoryStore:
 
     @guarded
     async def get(self, digest: str) -> Inventory | None:
+        """A published inventory (kept parsed in this process: it never changes), or None.
+        Callers must not change the answer."""
+        if digest in self._inventories:
+            self._inventories.move_to_end(digest)
+            return self._inventories[digest]
         raw = await self.redis.get(self.keys.inventory(digest))
         if raw is None:
             return None
         doc = orjson.loads(raw)
-        return Inventory(digest, doc["object_info"], doc["models"])
+        found = Inventory(digest, doc["object_info"], doc["models"])
+        self._inventories[digest] = found
+        while len(self._inventories) > LOCAL_INVENTORIES:
+            self._inventories.popitem(last=False)
+        return found
 
     @guarded
     async def union(self, digests: Iterable[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import asyncio
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +32,11 @@ from comfyfleet.errors import (
     ComfyfleetError,
     Conflict,
     NotAllowed,
-    NotFound,
     QuotaExceeded,
     ValidationFailed,
 )
 from comfyfleet.models.job import (
+    ANY_CAPABILITY,
     DEFAULT_OWNER,
     DEFAULT_POOL,
     MAX_PRIORITY,
@@ -53,6 +53,7 @@ from comfyfleet.store.keys import Keys
 from comfyfleet.store.nodes import DEFAULT_LOST_AFTER_MS
 from comfyfleet.store.scripts import (
     COUNTERS,
+    NO_DIGEST,
     STATUS_ORDER,
     CancelArgs,
     ClaimArgs,
@@ -86,8 +87,9 @@ LIST_ROUNDS = 4
 # Page sizes of a job listing: the API handler and its OpenAPI entry read these.
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-# Most queue entries one claim looks at per pool to find a job that does not avoid the
-# claiming node (see claim.lua): bounds the cost of a claim whatever the queue holds.
+# Most capability classes, tenants and queue entries one claim looks at per pool to find a
+# job the claiming node should take (see claim.lua): bounds the cost of a claim whatever
+# the queues hold.
 CLAIM_SCAN = 32
 # What a tenant refused at its max_queued is told to wait (s): about the time a few of its
 # queued jobs take to start.
@@ -97,7 +99,7 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 @dataclass(frozen=True)
 class Placed:
-    """What `enqueue_placed` answers. `queue_position`: 0 = next to be claimed in its pool;
+    """What `enqueue_placed` answers. `queue_position`: 0 = its owner's next of its class;
     None for an idempotent replay (the job may have moved on since)."""
 
     job: Job
@@ -166,6 +168,10 @@ class JobStore:
         self._status_keys = [keys.jobs_by_status(s) for s in STATUS_ORDER]
         self._clock_now: Script[NoArgs] = standalone(redis, "clock_now", clock=True)
         self._owns_client = False
+        # Capability routing (store/routing.py Router), set by the balancer: gives each
+        # submitted job its capability class or refuses it. None: jobs keep the class
+        # their spec names (ANY_CAPABILITY unless given).
+        self.router: Callable[[JobSpec], Awaitable[JobSpec]] | None = None
 
     @classmethod
     def from_config(cls, cfg: RedisConfig, clock: Clock = SYSTEM_CLOCK, **limits: int) -> JobStore:
@@ -196,7 +202,9 @@ class JobStore:
         created=False; another owner's use of the same key is a key of its own.
         `queue_limit`: QueueFull when the pool's queue already holds that many jobs (checked
         in the same atomic step; None or 0: no bound). QuotaExceeded (limit `max_queued`)
-        when the owner's tenant record has a max_queued its queued jobs already reach."""
+        when the owner's tenant record has a max_queued its queued jobs already reach.
+        With a `router` (the balancer's), the job gets its capability class first, or
+        NoCapableNode (400) when no registered node can run it."""
         placed = await self.enqueue_placed(
             spec, job_id=job_id, idempotency_key=idempotency_key, queue_limit=queue_limit
         )
@@ -221,6 +229,8 @@ class JobStore:
         job_id = job_id or uuid.uuid4().hex
         if not _JOB_ID.match(job_id):
             raise ValidationFailed(f"invalid job id {job_id!r}", field="job_id")
+        if self.router is not None:
+            spec = await self.router(spec)
         # created_ms / updated_ms are stamped by the script, from the fleet's clock.
         job = Job(
             id=job_id,
@@ -231,7 +241,7 @@ class JobStore:
             *self._status_keys,
             self.keys.job(job_id),
             self.keys.jobs,
-            self.keys.queue(spec.pool),
+            self.keys.depth,
             self.keys.seq,
             self.keys.events(job_id),
             self.keys.stats,
@@ -269,11 +279,16 @@ class JobStore:
         capacity: int = 1,
         lease_ms: int,
         ready_within_ms: int = DEFAULT_LOST_AFTER_MS,
+        digest: str | None = None,
     ) -> list[Job]:
-        """Lease up to `capacity` jobs to `node_id` for `lease_ms` ms: best priority first,
-        then oldest, across `pools`. Due delayed jobs are promoted first. [] when idle.
-        A job that avoids `node_id` is left to other nodes seen ready (in the ready index)
-        within the last `ready_within_ms` ms; with none, this node takes it."""
+        """Lease up to `capacity` jobs to `node_id` for `lease_ms` ms. In each pool, the
+        tenant with the least GPU time per weight goes first, its best job (priority, then
+        oldest); across `pools`, the better of those (priority, then oldest). Only jobs of
+        capability classes the node's inventory `digest` covers (None: a node with no
+        inventory, which runs jobs queued without a capability only). Due delayed jobs
+        are promoted first. [] when idle. A job that avoids `node_id` is left to other
+        nodes seen ready (in the ready index) within the last `ready_within_ms` ms; with
+        none, this node takes it."""
         if lease_ms <= 0:
             raise ValueError("lease_ms must be positive")
         if capacity <= 0 or not pools:
@@ -284,10 +299,11 @@ class JobStore:
             self.keys.delayed,
             self.keys.owned(node_id),
             self.keys.stats,
-            *(self.keys.queue(pool) for pool in dict.fromkeys(pools)),
+            *(self.keys.serve(pool, digest or NO_DIGEST) for pool in dict.fromkeys(pools)),
         ]
         args = ClaimArgs(
             node_id=node_id,
+            pools=list(dict.fromkeys(pools)),
             capacity=capacity,
             lease_ms=lease_ms,
             promote_limit=PROMOTE_LIMIT,
@@ -325,8 +341,7 @@ class JobStore:
         cancelled. Same refusals as `complete`."""
         if error.node_id is None:
             error = error.model_copy(update={"node_id": node_id})
-        keys = self._owner_keys(job_id, node_id)
-        keys += [self.keys.queue(await self._pool_of(job_id)), self.keys.delayed]
+        keys = [*self._owner_keys(job_id, node_id), self.keys.delayed]
         args = FailArgs(
             job_id=job_id,
             node_id=node_id,
@@ -341,9 +356,8 @@ class JobStore:
     async def release(self, job_id: str, node_id: str, *, attempt: int = 0) -> Job:
         """The owner hands the job back untried: queued at its place, attempt not counted
         (cancelled instead if a cancel was requested). Same refusals as `complete`."""
-        keys = self._owner_keys(job_id, node_id)
-        keys.append(self.keys.queue(await self._pool_of(job_id)))
         args = OwnerArgs(job_id, node_id, attempt)
+        keys = self._owner_keys(job_id, node_id)
         return self._answer(await self._scripts.release(keys, args), job_id, node_id)
 
     @guarded
@@ -354,7 +368,6 @@ class JobStore:
         keys = [
             *self._status_keys,
             self.keys.job(job_id),
-            self.keys.queue(await self._pool_of(job_id)),
             self.keys.delayed,
             self.keys.events(job_id),
             self.keys.stats,
@@ -401,13 +414,6 @@ class JobStore:
             self.keys.events(job_id),
             self.keys.stats,
         ]
-
-    async def _pool_of(self, job_id: str) -> str:
-        # A job's pool never changes, so reading it before the script is race-free.
-        pool = await self.redis.hget(self.keys.job(job_id), "pool")
-        if pool is None:
-            raise NotFound(f"no job {job_id!r}", job_id=job_id)
-        return text(pool)
 
     @staticmethod
     def _answer(reply: Sequence[Any], job_id: str, node_id: str | None) -> Job:
@@ -517,22 +523,34 @@ class JobStore:
         return sorted(text(m) for m in await self.redis.smembers(self.keys.owned(node_id)))
 
     @guarded
-    async def queue_position(self, job_id: str, pool: str | None = None) -> int | None:
-        """0 = next to be claimed in its pool. None when not waiting in a queue (running,
-        finished, unknown, or backing off in the delayed set). `pool`: the job's pool when
-        the caller knows it (a job's pool never changes), saving a round trip."""
-        if pool is None:
-            found = await self.redis.hget(self.keys.job(job_id), "pool")
-            if found is None:
+    async def queue_position(self, job_id: str, job: Job | None = None) -> int | None:
+        """How many queued jobs of the same owner and capability class come before this
+        one (0: it is its owner's next). Which tenant's job a node takes next is fair
+        share's choice (see `claim`), so a position across owners means nothing. None when
+        not waiting in a queue (running, finished, unknown, or backing off). `job`: the
+        job as the caller read it, saving a round trip (pool, owner and class never
+        change)."""
+        if job is not None:
+            queue = self.keys.queue(job.pool, job.capability, job.owner)
+        else:
+            f = await self.redis.hmget(self.keys.job(job_id), ["pool", "capability", "owner"])
+            if f[0] is None:
                 return None
-            pool = text(found)
-        rank: Any = await self.redis.zrank(self.keys.queue(pool), job_id)
+            pool, capability, owner = (text(v) if v else "" for v in f)
+            queue = self.keys.queue(pool, capability or ANY_CAPABILITY, owner or DEFAULT_OWNER)
+        rank: Any = await self.redis.zrank(queue, job_id)
         return None if rank is None else int(rank)
 
     @guarded
     async def queue_depth(self, pool: str = DEFAULT_POOL) -> int:
         """Jobs waiting in `pool` now (backing-off jobs not counted)."""
-        return int(await self.redis.zcard(self.keys.queue(pool)))
+        return int(await self.redis.hget(self.keys.depth, pool) or 0)
+
+    @guarded
+    async def queue_depths(self) -> dict[str, int]:
+        """Pool -> jobs waiting in it now, for every pool that ever had a job queued."""
+        raw: Any = await self.redis.hgetall(self.keys.depth)
+        return {text(pool): int(depth) for pool, depth in raw.items()}
 
     @guarded
     async def stats(self) -> dict[str, int]:

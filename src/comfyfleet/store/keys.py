@@ -8,7 +8,31 @@ key                        type   TTL             written by
 {ns}:jobs                  ZSET   -               enqueue (score seq); listing index, newest last;
                                                   entries of expired jobs removed when listed
 {ns}:jobs:<status>         ZSET   -               every job script (score seq): listing by status
-{ns}:queue:<pool>          ZSET   -               enqueue/requeue (score priority+seq), claim pops
+{ns}:queue:<pool>:<class>:<owner>
+                           ZSET   -               job scripts (push_job/pull_job in _lib.lua):
+                                                  one tenant's queued jobs of one capability
+                                                  class (score priority+seq); claim pops
+{ns}:fair:<pool>:<class>   ZSET   -               job scripts: tenants with queued jobs of the
+                                                  class (score virtual time)
+{ns}:serve:<pool>:<digest> ZSET   -               job scripts, lua/cover.lua: classes with
+                                                  queued jobs nodes of the inventory digest can
+                                                  run (score their first tenant's virtual
+                                                  time); "*": nodes with no inventory yet
+{ns}:cover:<class>         SET    -               store/routing.py (balancer at a class's first
+                                                  job, node when it sees a class): digests
+                                                  whose nodes can run the class
+{ns}:active:<pool>:<owner> SET    -               job scripts: classes the tenant waits in
+{ns}:parked:<owner>        SET    -               job scripts: "<pool>\x1f<class>" the tenant
+                                                  left at its max_running
+{ns}:vtime:<pool>          HASH   -               job scripts: owner -> virtual time (ms of GPU
+                                                  time / weight), "~system" -> the pool's
+{ns}:cost:<pool>           HASH   -               job scripts: class -> moving average run ms
+{ns}:depth                 HASH   -               job scripts: pool -> queued jobs
+{ns}:classes               ZSET   -               store/routing.py: capability class -> the
+                                                  order it was first seen (score)
+{ns}:classes:seq           STRING -               store/routing.py: INCR per new class
+{ns}:requirement           HASH   -               store/routing.py: class -> its requirement
+                                                  (JSON: node classes, model files)
 {ns}:delayed               ZSET   -               fail with backoff (score ready ms); claim and
                                                   the reaper promote due ones to their queue
 {ns}:running               ZSET   -               claim/renew (score lease deadline ms); reaper
@@ -157,11 +181,53 @@ class Keys:
         """The listing index of the jobs in one status (a JobStatus value)."""
         return f"{self.prefix}:jobs:{status}"
 
-    def queue(self, pool: str) -> str:
-        return f"{self.prefix}:queue:{pool}"
+    def queue(self, pool: str, capability: str, owner: str) -> str:
+        """One tenant's queued jobs of one capability class in one pool."""
+        return f"{self.prefix}:queue:{pool}:{capability}:{owner}"
 
     def queue_prefix(self) -> str:
         return f"{self.prefix}:queue:"
+
+    def fair(self, pool: str, capability: str) -> str:
+        return f"{self.prefix}:fair:{pool}:{capability}"
+
+    def serve(self, pool: str, digest: str) -> str:
+        return f"{self.prefix}:serve:{pool}:{digest}"
+
+    def cover(self, capability: str) -> str:
+        return f"{self.prefix}:cover:{capability}"
+
+    def vtime(self, pool: str) -> str:
+        return f"{self.prefix}:vtime:{pool}"
+
+    @property
+    def depth(self) -> str:
+        return f"{self.prefix}:depth"
+
+    @property
+    def classes(self) -> str:
+        return f"{self.prefix}:classes"
+
+    @property
+    def classes_seq(self) -> str:
+        return f"{self.prefix}:classes:seq"
+
+    @property
+    def requirements(self) -> str:
+        return f"{self.prefix}:requirement"
+
+    def scheduling_prefixes(self) -> dict[str, str]:
+        """The prefixes the job scripts build fair-share and routing keys from (NS)."""
+        p = self.prefix
+        return {
+            "fair_prefix": f"{p}:fair:",
+            "serve_prefix": f"{p}:serve:",
+            "cover_prefix": f"{p}:cover:",
+            "active_prefix": f"{p}:active:",
+            "parked_prefix": f"{p}:parked:",
+            "vtime_prefix": f"{p}:vtime:",
+            "cost_prefix": f"{p}:cost:",
+        }
 
     @property
     def delayed(self) -> str:

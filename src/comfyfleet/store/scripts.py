@@ -33,7 +33,14 @@ from comfyfleet.errors import (
     StoreError,
     StoreFull,
 )
-from comfyfleet.models.job import DEFAULT_OWNER, MAX_PRIORITY, Job, JobErrorCode, JobStatus
+from comfyfleet.models.job import (
+    ANY_CAPABILITY,
+    DEFAULT_OWNER,
+    MAX_PRIORITY,
+    Job,
+    JobErrorCode,
+    JobStatus,
+)
 from comfyfleet.store.keys import Keys
 
 # The queue score is (MAX_PRIORITY - priority) * SEQ_SHIFT + seq: priority above a sequence
@@ -62,6 +69,18 @@ COUNTERS = (
 # How long usage accounting keeps each day's figures after the day ends (store/usage.py).
 USAGE_KEEP_DAYS = 90
 DAY_MS = 86_400_000
+# The serve-set name of nodes that have published no inventory: they run jobs of
+# ANY_CAPABILITY only (jobs queued without routing, e.g. straight through the store).
+NO_DIGEST = "*"
+# The field of {ns}:vtime:<pool> holding the pool's system virtual time (no owner starts
+# with "~").
+SYSTEM_VT = "~system"
+# The GPU time (ms) a claim charges for a job of a class with no finished job yet; a
+# finished job's real time replaces it, and teaches the class's moving average
+# (weight COST_EWMA per job).
+DEFAULT_COST_MS = 1000
+COST_EWMA = 0.2
+
 Args = TypeVar("Args")
 # What Redis answers a write (or a script's first write) while used memory is above
 # maxmemory under the noeviction policy ("OOM command not allowed when used memory >
@@ -117,6 +136,14 @@ class Namespace:
     owned_prefix: str
     ready_prefix: str
     tenant_prefix: str
+    fair_prefix: str
+    serve_prefix: str
+    cover_prefix: str
+    active_prefix: str
+    parked_prefix: str
+    vtime_prefix: str
+    cost_prefix: str
+    depth: str
     wake_channel: str
     cancel_channel: str
     webhook_ended: str
@@ -139,6 +166,8 @@ class Namespace:
             owned_prefix=keys.owned_prefix(),
             ready_prefix=keys.ready_prefix(),
             tenant_prefix=keys.tenant_prefix(),
+            depth=keys.depth,
+            **keys.scheduling_prefixes(),
             wake_channel=keys.wake_channel,
             cancel_channel=keys.cancel_channel,
             webhook_ended=keys.webhook_ended,
@@ -165,6 +194,7 @@ class EnqueueArgs:
 @dataclass(frozen=True)
 class ClaimArgs:
     node_id: str
+    pools: list[str]  # the pools of the serve keys, in KEYS order
     capacity: int
     lease_ms: int
     promote_limit: int
@@ -237,7 +267,9 @@ def _lua_codes() -> str:
 def source(name: str) -> str:
     """The full text sent to Redis for one job script (constants, prelude, its file)."""
     constants = f"local MAX_PRIORITY = {MAX_PRIORITY}\nlocal SEQ_SHIFT = {SEQ_SHIFT}\n"
-    constants += f"local DEFAULT_OWNER = '{DEFAULT_OWNER}'\n"
+    constants += f"local DEFAULT_OWNER = '{DEFAULT_OWNER}'\nlocal ANY_CLASS = '{ANY_CAPABILITY}'\n"
+    constants += f"local NO_DIGEST = '{NO_DIGEST}'\nlocal SYSTEM_VT = '{SYSTEM_VT}'\n"
+    constants += f"local DEFAULT_COST_MS = {DEFAULT_COST_MS}\nlocal COST_EWMA = {COST_EWMA}\n"
     from comfyfleet.store import histograms  # it uses this module's helpers
 
     constants += histograms.lua_bounds() + _lua_codes()

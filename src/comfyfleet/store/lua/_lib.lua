@@ -28,13 +28,196 @@ local function queue_score(priority, seq)
   return int((MAX_PRIORITY - tonumber(priority)) * SEQ_SHIFT + tonumber(seq))
 end
 
--- A job's tenant record (keys.tenant): its owner, or DEFAULT_OWNER for a job written
--- before owners were recorded.
-local function tenant_key(owner)
+-- A job's tenant: its owner, or DEFAULT_OWNER for a job written before owners were recorded.
+local function owner_of(owner)
   if not owner or owner == '' then
-    owner = DEFAULT_OWNER
+    return DEFAULT_OWNER
   end
-  return NS.tenant_prefix .. owner
+  return owner
+end
+
+-- A job's capability class (models/capability.py), ANY_CLASS for a job without one.
+local function class_of(cls)
+  if not cls or cls == '' then
+    return ANY_CLASS
+  end
+  return cls
+end
+
+local function tenant_key(owner)
+  return NS.tenant_prefix .. owner_of(owner)
+end
+
+-- A score or virtual time as text ZADD/HSET keep exactly (17 significant digits).
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+-- == Fair share and capability routing (docs/design.md "The claim") ==================
+-- Keys, all built from NS prefixes (the same hash tag as the job keys):
+--   queue:<pool>:<class>:<owner>  ZSET  one tenant's queued jobs of one class (score
+--                                       priority + seq)
+--   fair:<pool>:<class>           ZSET  tenants with queued jobs of the class, by virtual time
+--   serve:<pool>:<digest>         ZSET  classes with queued jobs that nodes of the inventory
+--                                       digest can run, by their first tenant's virtual time
+--   cover:<class>                 SET   inventory digests whose nodes can run the class
+--   active:<pool>:<owner>         SET   the classes a tenant is in fair:<pool>:<class> of
+--   parked:<owner>                SET   "<pool>\31<class>" a tenant at max_running was taken
+--                                       out of; it goes back when one of its jobs stops
+--   vtime:<pool>                  HASH  owner -> virtual time; SYSTEM_VT -> the pool's
+--   cost:<pool>                   HASH  class -> moving average of a job's run time (ms)
+--   depth                         HASH  pool -> queued jobs (backing-off ones not counted)
+local function queue_key(pool, cls, owner)
+  return NS.queue_prefix .. pool .. ':' .. cls .. ':' .. owner
+end
+
+local function fair_key(pool, cls)
+  return NS.fair_prefix .. pool .. ':' .. cls
+end
+
+local function active_key(pool, owner)
+  return NS.active_prefix .. pool .. ':' .. owner
+end
+
+-- The digests whose nodes can run a class; every node can run ANY_CLASS, also one with no
+-- inventory yet (NO_DIGEST).
+local function covering(cls)
+  local digests = redis.call('SMEMBERS', NS.cover_prefix .. cls)
+  if cls == ANY_CLASS then
+    digests[#digests + 1] = NO_DIGEST
+  end
+  return digests
+end
+
+-- Put a class in (or take it out of) the serve set of every digest that covers it, scored
+-- by its first tenant's virtual time.
+local function refresh_class(pool, cls)
+  local head = redis.call('ZRANGE', fair_key(pool, cls), 0, 0, 'WITHSCORES')
+  for _, digest in ipairs(covering(cls)) do
+    local serve = NS.serve_prefix .. pool .. ':' .. digest
+    if head[1] then
+      redis.call('ZADD', serve, head[2], cls)
+    else
+      redis.call('ZREM', serve, cls)
+    end
+  end
+end
+
+-- A tenant's virtual time in a pool and the pool's system virtual time.
+local function vt_of(pool, owner)
+  local f = redis.call('HMGET', NS.vtime_prefix .. pool, owner, SYSTEM_VT)
+  return tonumber(f[1]) or 0, tonumber(f[2]) or 0
+end
+
+-- Set a tenant's virtual time and move it to that place in every class it waits in.
+local function set_vt(pool, owner, vt)
+  redis.call('HSET', NS.vtime_prefix .. pool, owner, num(vt))
+  for _, cls in ipairs(redis.call('SMEMBERS', active_key(pool, owner))) do
+    redis.call('ZADD', fair_key(pool, cls), num(vt), owner)
+    refresh_class(pool, cls)
+  end
+end
+
+local function weight_of(owner)
+  return math.max(1, tonumber(redis.call('HGET', tenant_key(owner), 'weight')) or 1)
+end
+
+-- Whether a tenant already runs its max_running jobs (absent: no cap).
+local function at_cap(owner)
+  local t = redis.call('HMGET', tenant_key(owner), 'max_running', 'running')
+  local cap = tonumber(t[1])
+  return cap ~= nil and (tonumber(t[2]) or 0) >= cap
+end
+
+-- A tenant with queued jobs of a class starts competing for them: at the pool's system
+-- virtual time, or its own if that is later -- idle time earns no credit.
+local function activate(pool, cls, owner)
+  local vt, system = vt_of(pool, owner)
+  redis.call('SADD', active_key(pool, owner), cls)
+  set_vt(pool, owner, math.max(vt, system))
+end
+
+local function deactivate(pool, cls, owner)
+  redis.call('ZREM', fair_key(pool, cls), owner)
+  redis.call('SREM', active_key(pool, owner), cls)
+  refresh_class(pool, cls)
+end
+
+-- A tenant at its max_running stops competing for a class until one of its jobs stops.
+local function park(pool, cls, owner)
+  deactivate(pool, cls, owner)
+  redis.call('SADD', NS.parked_prefix .. owner, pool .. '\31' .. cls)
+end
+
+local function unpark(owner)
+  local key = NS.parked_prefix .. owner
+  local entries = redis.call('SMEMBERS', key)
+  if #entries == 0 then
+    return
+  end
+  redis.call('DEL', key)
+  for _, entry in ipairs(entries) do
+    local sep = string.find(entry, '\31', 1, true)
+    local pool, cls = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
+    if redis.call('ZCARD', queue_key(pool, cls, owner)) > 0 then
+      activate(pool, cls, owner)
+    end
+  end
+end
+
+-- Queue a job (its status already queued) at its place: priority, then its seq.
+local function push_job(job_key, job_id)
+  local f = redis.call('HMGET', job_key, 'pool', 'capability', 'owner', 'priority', 'seq')
+  local pool, cls, owner = f[1], class_of(f[2]), owner_of(f[3])
+  local queue = queue_key(pool, cls, owner)
+  if redis.call('ZADD', queue, queue_score(f[4], f[5]), job_id) == 1 then
+    redis.call('HINCRBY', NS.depth, pool, 1)
+  end
+  if at_cap(owner) then
+    if redis.call('ZCARD', queue) == 1 then
+      redis.call('SADD', NS.parked_prefix .. owner, pool .. '\31' .. cls)
+    end
+    return
+  end
+  unpark(owner)
+  if redis.call('ZSCORE', fair_key(pool, cls), owner) == false then
+    activate(pool, cls, owner)
+  end
+end
+
+-- Take a job out of its tenant's queue (claimed, cancelled, or a stale entry); a tenant
+-- with no queued job of the class left stops competing for it.
+local function pull_job(pool, cls, owner, job_id)
+  local queue = queue_key(pool, cls, owner)
+  if redis.call('ZREM', queue, job_id) == 1 then
+    redis.call('HINCRBY', NS.depth, pool, -1)
+  end
+  if redis.call('ZCARD', queue) == 0 then
+    deactivate(pool, cls, owner)
+    redis.call('SREM', NS.parked_prefix .. owner, pool .. '\31' .. cls)
+  end
+end
+
+-- A job leaves `running`: charge its tenant the GPU time it really used, in place of the
+-- estimate claim charged, and learn the class's run time from a success.
+local function settle(job_key, new_status, f)
+  local pool, cls, owner = f[4], class_of(f[5]), owner_of(f[3])
+  local started, charged = tonumber(f[6]), tonumber(f[7]) or 0
+  if not pool or not started then
+    return
+  end
+  local used = math.max(0, NOW - started)
+  if used ~= charged then
+    local vt = vt_of(pool, owner)
+    set_vt(pool, owner, vt + (used - charged) / weight_of(owner))
+  end
+  redis.call('HDEL', job_key, 'charged_ms')
+  if new_status == 'succeeded' then
+    local cost_key = NS.cost_prefix .. pool
+    local avg = tonumber(redis.call('HGET', cost_key, cls))
+    avg = avg and (avg * (1 - COST_EWMA) + used * COST_EWMA) or used
+    redis.call('HSET', cost_key, cls, num(avg))
+  end
 end
 
 -- The tenant counters set_status keeps: a job counts in `queued` while queued (backing off
@@ -48,24 +231,31 @@ local function count(tenant, field, delta)
   end
 end
 
--- Move a job between the per-status indexes, set its status field, and keep its tenant's
--- counters. A new job has no status yet (enqueue writes it only here).
+-- Move a job between the per-status indexes, set its status field, keep its tenant's
+-- counters, and settle the GPU time of a run that ends. A new job has no status yet
+-- (enqueue writes it only here).
 local function set_status(job_key, job_id, new_status)
-  local cur = redis.call('HMGET', job_key, 'status', 'seq', 'owner')
+  local cur = redis.call('HMGET', job_key, 'status', 'seq', 'owner', 'pool', 'capability',
+    'started_ms', 'charged_ms')
   local old = cur[1]
   if old and STATUS_INDEX[old] then
     redis.call('ZREM', STATUS_INDEX[old], job_id)
   end
   redis.call('ZADD', STATUS_INDEX[new_status], cur[2] or 0, job_id)
   redis.call('HSET', job_key, 'status', new_status)
-  if old ~= new_status then
-    local tenant = tenant_key(cur[3])
-    if COUNTED[old] then
-      count(tenant, old, -1)
-    end
-    if COUNTED[new_status] then
-      count(tenant, new_status, 1)
-    end
+  if old == new_status then
+    return
+  end
+  local tenant = tenant_key(cur[3])
+  if COUNTED[old] then
+    count(tenant, old, -1)
+  end
+  if COUNTED[new_status] then
+    count(tenant, new_status, 1)
+  end
+  if old == 'running' then
+    settle(job_key, new_status, cur)
+    unpark(owner_of(cur[3]))
   end
 end
 
@@ -237,12 +427,11 @@ local function drop_lease(job_key, job_id, running_key, owned_key)
   redis.call('HSET', job_key, 'lease_deadline_ms', '')
 end
 
--- Put a job back in its pool queue at its original place (priority and seq kept).
-local function requeue(job_key, job_id, queue_key, now)
-  local f = redis.call('HMGET', job_key, 'priority', 'seq')
+-- Put a job back in its queue at its original place (priority and seq kept).
+local function requeue(job_key, job_id, now)
   set_status(job_key, job_id, 'queued')
   redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', '', 'updated_ms', now)
-  redis.call('ZADD', queue_key, queue_score(f[1], f[2]), job_id)
+  push_job(job_key, job_id)
 end
 
 -- A finished job keeps no cleared field: '' and absent read the same (models/job.py), and
@@ -307,7 +496,7 @@ local function take_back(job_id, f, outcome, message, ctx)
     redis.call('HINCRBY', ctx.stats_key, 'cancelled', 1)
     event.status = 'cancelled'
   elseif attempt < (tonumber(f[5]) or 1) then
-    requeue(job_key, job_id, NS.queue_prefix .. f[7], now)
+    requeue(job_key, job_id, now)
     redis.call('HSET', job_key, 'avoid_node', node_id)
     redis.call('HINCRBY', ctx.stats_key, 'retried', 1)
     event.status = 'queued'
@@ -320,19 +509,18 @@ local function take_back(job_id, f, outcome, message, ctx)
   return event.status
 end
 
--- Move delayed (backing-off) jobs whose time has come back into their pool queues, at
--- their original place. Their ids are popped from the delayed set, so their job and queue
--- keys are built here from NS prefixes (same hash tag, still Cluster-legal). Returns how many.
+-- Move delayed (backing-off) jobs whose time has come back into their queues, at their
+-- original place. Their ids are popped from the delayed set, so their job key is built here
+-- from NS prefixes (same hash tag, still Cluster-legal). Returns how many.
 local function promote_due(delayed_key, now, limit)
   local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, limit)
   local moved = 0
   for _, job_id in ipairs(due) do
     redis.call('ZREM', delayed_key, job_id)
     local job_key = NS.job_prefix .. job_id
-    local f = redis.call('HMGET', job_key, 'status', 'pool', 'priority', 'seq')
     -- Only a still-queued job goes back; a cancelled one left the delayed set already.
-    if f[1] == 'queued' then
-      redis.call('ZADD', NS.queue_prefix .. f[2], queue_score(f[3], f[4]), job_id)
+    if redis.call('HGET', job_key, 'status') == 'queued' then
+      push_job(job_key, job_id)
       redis.call('HSET', job_key, 'not_before_ms', '')
       moved = moved + 1
     end

@@ -4,24 +4,24 @@
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
 -- KEYS[6]     {ns}:job:<id>
--- KEYS[7]     {ns}:queue:<pool>     the job's pool queue
--- KEYS[8]     {ns}:delayed
--- KEYS[9]     {ns}:events:<id>
--- KEYS[10]    {ns}:stats
+-- KEYS[7]     {ns}:delayed
+-- KEYS[8]     {ns}:events:<id>
+-- KEYS[9]     {ns}:stats
 -- A (CancelArgs)  job_id
 --
 -- Returns {'ok', fields} or {'missing'}.
 local now, job_id = NOW, A.job_id
-local job_key, events_key = KEYS[6], KEYS[9]
-local f = redis.call('HMGET', job_key, 'status', 'node_id', 'cancel_requested')
+local job_key, events_key = KEYS[6], KEYS[8]
+local f = redis.call('HMGET', job_key, 'status', 'node_id', 'cancel_requested', 'pool',
+  'capability', 'owner')
 if not f[1] then
   return { 'missing' }
 end
 if f[1] == 'queued' then
+  pull_job(f[4], class_of(f[5]), owner_of(f[6]), job_id)
   redis.call('ZREM', KEYS[7], job_id)
-  redis.call('ZREM', KEYS[8], job_id)
   finish(job_key, job_id, 'cancelled', now)
-  redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
+  redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
   emit_state(events_key, 'cancelled', json_object({ status = 'cancelled', at_ms = now }))
 elseif f[1] == 'running' then
   if f[3] ~= '1' then

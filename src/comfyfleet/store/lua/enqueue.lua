@@ -1,9 +1,10 @@
--- enqueue: create a queued job at the back of its priority band, once per idempotency key.
+-- enqueue: create a queued job at the back of its priority band in its tenant's queue of
+-- its pool and capability class (see push_job in _lib.lua), once per idempotency key.
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
 -- KEYS[6]     {ns}:job:<id>          the new job's hash
 -- KEYS[7]     {ns}:jobs              listing index (score seq)
--- KEYS[8]     {ns}:queue:<pool>      the job's pool queue
+-- KEYS[8]     {ns}:depth             pool -> queued jobs (the bound is checked against it)
 -- KEYS[9]     {ns}:seq               FIFO sequence counter
 -- KEYS[10]    {ns}:events:<id>       the job's event stream (not created here: open_log)
 -- KEYS[11]    {ns}:stats             counters
@@ -37,7 +38,7 @@ if redis.call('EXISTS', job_key) == 1 then
   return { 'conflict' }
 end
 if A.queue_limit > 0 then
-  local depth = redis.call('ZCARD', KEYS[8])
+  local depth = tonumber(redis.call('HGET', KEYS[8], A.fields.pool)) or 0
   if depth >= A.queue_limit then
     return { 'full', depth }
   end
@@ -66,8 +67,7 @@ local seq = redis.call('INCR', KEYS[9])
 redis.call('HSET', job_key, 'seq', seq, 'created_ms', now, 'updated_ms', now)
 set_status(job_key, job_id, 'queued')
 
-local f = redis.call('HMGET', job_key, 'priority', 'pool')
-redis.call('ZADD', KEYS[8], queue_score(f[1], seq), job_id)
+push_job(job_key, job_id)
 redis.call('ZADD', KEYS[7], seq, job_id)
 redis.call('ZADD', KEYS[13], seq, job_id)
 if KEYS[14] then
@@ -76,6 +76,9 @@ end
 redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
 -- No event log yet: the `queued` event is written when the log is opened (open_log in
 -- _lib.lua), which readers see meanwhile (store/events.py).
-redis.call('PUBLISH', NS.wake_channel, f[2])
--- The position too: the submit's answer shows it, and a read of its own was a round trip.
-return { 'ok', redis.call('HGETALL', job_key), redis.call('ZRANK', KEYS[8], job_id) }
+redis.call('PUBLISH', NS.wake_channel, A.fields.pool)
+-- The position too (among its owner's jobs of its class): the submit's answer shows it, and
+-- a read of its own was a round trip.
+local f = redis.call('HMGET', job_key, 'pool', 'capability', 'owner')
+local queue = queue_key(f[1], class_of(f[2]), owner_of(f[3]))
+return { 'ok', redis.call('HGETALL', job_key), redis.call('ZRANK', queue, job_id) }

@@ -10,8 +10,7 @@
 -- KEYS[8]     {ns}:owned:<node>
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
--- KEYS[12]    {ns}:delayed          backing-off jobs (score ready ms)
+-- KEYS[11]    {ns}:delayed          backing-off jobs (score ready ms)
 -- A (FailArgs)  job_id, node_id (claiming ownership), error_json (a JobError), retryable,
 --             backoff_ms (not claimable before now + backoff; 0 = at once), attempt (of the
 --             lease; 0: any)
@@ -40,10 +39,10 @@ elseif A.retryable and attempt < max_attempts then
     local ready = now + A.backoff_ms
     set_status(job_key, job_id, 'queued')
     redis.call('HSET', job_key, 'node_id', '', 'not_before_ms', ready, 'updated_ms', now)
-    redis.call('ZADD', KEYS[12], ready, job_id)
+    redis.call('ZADD', KEYS[11], ready, job_id)
     event.not_before_ms = ready
   else
-    requeue(job_key, job_id, KEYS[11], now)
+    requeue(job_key, job_id, now)
     redis.call('PUBLISH', NS.wake_channel, '')
   end
   redis.call('HINCRBY', KEYS[10], 'retried', 1)

@@ -8,7 +8,6 @@
 -- KEYS[8]     {ns}:owned:<node>
 -- KEYS[9]     {ns}:events:<id>
 -- KEYS[10]    {ns}:stats
--- KEYS[11]    {ns}:queue:<pool>     the job's pool queue
 -- A (OwnerArgs)  job_id, node_id (claiming ownership), attempt (of the lease; 0: any)
 --
 -- Returns {'ok', fields}, or {'missing'} / {'terminal', status} / {'not_owner', status, owner}.
@@ -33,7 +32,7 @@ if f[2] == '1' then
   redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
   event.status = 'cancelled'
 else
-  requeue(job_key, job_id, KEYS[11], now)
+  requeue(job_key, job_id, now)
   redis.call('HINCRBY', KEYS[10], 'released', 1)
   redis.call('PUBLISH', NS.wake_channel, '')
   event.status = 'queued'
