@@ -36,7 +36,10 @@ CAN_RUN = {
 def routed_fleet(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
-    spec = fleet_spec(redis_server, tmp_path_factory, nodes=3, sim_args=SIM_ARGS, node_ms=20)
+    # Seven processes start at once: allow for a loaded machine.
+    spec = fleet_spec(
+        redis_server, tmp_path_factory, nodes=3, sim_args=SIM_ARGS, node_ms=20, ready_timeout_s=240
+    )
     with Fleet(spec) as fleet:
         yield fleet
 

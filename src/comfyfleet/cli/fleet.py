@@ -167,6 +167,8 @@ class FleetSpec:
     # Extra options for each stand-in by index (e.g. [["--models", "checkpoints=a.ckpt"]]),
     # so one fleet has stand-ins with different node classes and model files.
     sim_args: list[list[str]] = field(default_factory=list)
+    # How long start() waits for every process to answer (s).
+    ready_timeout_s: float = READY_TIMEOUT_S
 
 
 class Fleet:
@@ -281,7 +283,7 @@ class Fleet:
         )
         for proc in self.procs:
             proc.start()
-        wait_all_healthy(self.procs)
+        wait_all_healthy(self.procs, spec.ready_timeout_s)
 
     @property
     def procs(self) -> list[Proc]:
