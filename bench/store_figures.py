@@ -28,7 +28,7 @@ from comfyfleet.store.keys import Keys
 
 CLAIMS = 300
 LEASE_MS = 600_000
-CLONE_BATCH = 5_000
+CLONE_BATCH = 1_000
 
 # Tenants the filled queue is spread over: the claim picks among them by virtual time, so
 # the figure covers the fair-share structures as well as the queues' length.

@@ -11,6 +11,7 @@ import structlog
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.errors import ComfyfleetError, StoreError
 from comfyfleet.models.capability import covers
+from comfyfleet.models.job import ANY_CAPABILITY
 from comfyfleet.node.state import MODEL_FOLDERS, NodeStatus
 from comfyfleet.node.worker import Worker
 from comfyfleet.store.events import Subscription
@@ -110,15 +111,18 @@ async def cover_classes(capabilities: CapabilityStore, status: NodeStatus, worke
     digest = status.published_digest
     if digest is None:
         return
-    if worker.digest != digest:
+    fresh = worker.digest != digest
+    if fresh:
         status.class_order = 0  # a new inventory: every class is new to it
     listed = await capabilities.listed_since(status.class_order)
     mine = [c.class_id for c in listed if covers(status.object_info, c.requirement)]
+    if fresh:
+        mine.append(ANY_CAPABILITY)  # jobs queued without a requirement: any node runs them
     if mine:
         await capabilities.cover(digest, mine, worker.pools)
     if listed:
         status.class_order = listed[-1].order
-    if worker.digest != digest:
+    if fresh:
         worker.digest = digest
         log.info("routing_ready", digest=digest, classes=len(mine))
         worker.poke()
