@@ -29,6 +29,7 @@ from comfyfleet.store.keys import Keys
 CLAIMS = 300
 LEASE_MS = 600_000
 CLONE_BATCH = 1_000
+FILL_TIMEOUT_S = 300
 
 # Tenants the filled queue is spread over: the claim picks among them by virtual time, so
 # the figure covers the fair-share structures as well as the queues' length.
@@ -98,7 +99,8 @@ async def _claim_p50_ms(store: JobStore) -> tuple[float, float]:
 async def claim_latency(redis_url: str, short: int, long: int) -> dict[str, Any]:
     """p50/p99 of one claim (ms) with `short` and with `long` jobs queued."""
     out: dict[str, Any] = {}
-    redis = aioredis.Redis.from_url(redis_url)
+    # Filling and flushing a million jobs takes longer than the client's default timeout.
+    redis = aioredis.Redis.from_url(redis_url, socket_timeout=FILL_TIMEOUT_S)
     try:
         for label, depth in (("short", short), ("long", long)):
             keys = Keys(f"claim{label}")
