@@ -129,9 +129,9 @@ class Router:
     """Capability routing at submit: gives a job spec its capability class, or refuses
     a job no registered node can run (NoCapableNode, naming what is missing). The job
     store calls it inside `enqueue` (`JobStore.router`), so every submit path -- the job
-    API, ComfyUI's native /prompt -- goes through it. With no inventory published yet
-    (no node has come up) nothing can be judged: the job is accepted, its class named by
-    its node classes, and nodes record whether they cover it when they come up."""
+    API, ComfyUI's native /prompt -- goes through it. With no registered node's inventory
+    published yet (no node has read its ComfyUI) nothing can be judged: the job keeps the
+    class any node runs, as without routing."""
 
     def __init__(
         self,
@@ -158,10 +158,12 @@ class Router:
         digests = await self.fleet_digests()
         found = [await self.inventories.get(d) for d in digests]
         inventories = [inv for inv in found if inv is not None]
-        union = await self.inventories.union(digests) if inventories else None
+        if not inventories:
+            return spec  # nothing to judge by: any node may take it, as without routing
+        union = await self.inventories.union(digests)
         requirement = requirement_of(spec.graph, union)
-        if inventories and not any(covers(i.object_info, requirement) for i in inventories):
-            raise _refusal(requirement, union or {}, [i.object_info for i in inventories])
+        if not any(covers(i.object_info, requirement) for i in inventories):
+            raise _refusal(requirement, union, [i.object_info for i in inventories])
         covering = [i.digest for i in inventories]
         class_id = await self.capabilities.register(requirement, covering)
         return spec.model_copy(update={"capability": class_id})
