@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from comfyfleet.balancer.appkeys import JOBS, NODES
+from comfyfleet.editor.frontend import PREFIX as FRONTEND
 from comfyfleet.models.node import NodeInfo
 from comfyfleet.node.appkeys import WORKER
 from comfyfleet.node.worker import JobControl
@@ -30,6 +32,8 @@ from tests.support.waiting import until
 #   admin    the admin's alone: B gets 403
 #   shared   carries no tenant's jobs or inputs (fleet, workflows, health, docs)
 #   node-jobs / interrupt  the node's job list and prompt interrupt (see their checks)
+#   comfy-job  a native ComfyUI route naming a prompt: B gets ComfyUI's answer for an
+#            unknown prompt (`{}`), A and the admin see it (tests/native has the rest)
 # Whatever the kind, no answer to B may name A's job id or input id.
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/jobs"): "shared",  # submitting: see test_inputs_and_idempotency_*
@@ -90,6 +94,36 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/templates/index.json"): "shared",
     ("GET", "/api/workflow_templates/fleet/{file}"): "shared",
     ("GET", "/extensions/comfyfleet"): "shared",
+    # ComfyUI's own API (balancer/native/): whatever it answers B never names A's job;
+    # tests/native/test_isolation.py walks its prompt routes with two keys in depth.
+    **{
+        (method, prefix + path): "shared"
+        for prefix in ("", "/api")
+        for method, path in (
+            ("GET", "/ws"),
+            ("POST", "/prompt"),
+            ("GET", "/prompt"),
+            ("GET", "/queue"),
+            ("POST", "/queue"),
+            ("POST", "/interrupt"),
+            ("GET", "/history"),
+            ("POST", "/history"),
+            ("GET", "/view"),
+            ("POST", "/upload/image"),
+            ("POST", "/upload/mask"),
+            ("GET", "/object_info"),
+            ("GET", "/object_info/{node_class}"),
+            ("GET", "/embeddings"),
+            ("GET", "/models"),
+            ("GET", "/models/{folder}"),
+            ("GET", "/extensions"),
+            ("GET", "/features"),
+            ("GET", "/system_stats"),
+            ("POST", "/free"),
+        )
+    },
+    ("GET", "/history/{prompt_id}"): "comfy-job",
+    ("GET", "/api/history/{prompt_id}"): "comfy-job",
     ("GET", "/"): "shared",
     # the node's own API
     ("GET", "/api/v1/node"): "node-jobs",
@@ -165,6 +199,17 @@ def _routes(role: Role) -> list[tuple[str, str]]:
                    if r.method != "HEAD" and r.resource is not None})  # fmt: skip
 
 
+def _static(role: Role) -> set[str]:
+    """The editor's files (the frontend package's folders and top-level files: no tenant's
+    data); which they are depends on the package version."""
+    resources = role.app.router.resources()
+    return {
+        r.canonical
+        for r in resources
+        if isinstance(r, web.StaticResource) or (r.name or "").startswith(FRONTEND)
+    }
+
+
 def _path(canonical: str, job_id: str, owner: str) -> str:
     # The one node's detail lists its jobs; its drain would stop it: that takes "nobody".
     node_id = NODE_ID if canonical == "/api/v1/nodes/{node_id}" else "nobody"
@@ -180,6 +225,9 @@ def _path(canonical: str, job_id: str, owner: str) -> str:
         "id": "Comfy.Locale",
         "file": "walk.json",
         "dest": "walked.json",
+        "prompt_id": job_id,
+        "node_class": "SaveImage",
+        "folder": "checkpoints",
     }
     return re.sub(r"\{(\w+)\}", lambda m: samples[m.group(1)], canonical)  # fmt: skip
 
@@ -197,9 +245,10 @@ def _is_unknown_job(status: int, body: bytes, job_id: str) -> bool:
 async def _walk(role: Role, a: Tenant, b: Tenant, job_id: str, input_id: str) -> int:
     unknown = "f" * 32
     checked = 0
+    static = _static(role)
     for method, canonical in _routes(role):
         where = f"{method} {canonical}"
-        kind = ROUTES.get((method, canonical))
+        kind = "shared" if canonical in static else ROUTES.get((method, canonical))
         assert kind is not None, f"{where} is not classified in ROUTES: decide its isolation"
         body = {"json": {"prompt_id": PROMPT}} if kind == "interrupt" else (
             {"json": {}} if method in ("POST", "PUT", "PATCH") else {})  # fmt: skip
@@ -229,6 +278,11 @@ async def _walk(role: Role, a: Tenant, b: Tenant, job_id: str, input_id: str) ->
                 for auth in (a.auth, ADMIN_AUTH):
                     status, _, answer = await role.call(method, path, auth=auth, **body)
                     assert job_id.encode() in answer, f"{where} hides A's own job"
+        elif kind == "comfy-job":
+            assert (status, json.loads(answer)) == (200, {}), f"{where}: {status} {answer!r}"
+            for auth in (a.auth, ADMIN_AUTH):
+                status, _, answer = await role.call(method, path, auth=auth, **body)
+                assert job_id.encode() in answer, f"{where} hides A's own prompt"
         elif kind == "interrupt":
             assert status == 404, where
             status, _, _ = await role.call(method, path, auth=b.auth, json={})

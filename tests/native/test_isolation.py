@@ -125,6 +125,43 @@ async def test_one_key_cannot_touch_anothers_prompts(
         assert job["status"] == "cancelled"
 
 
+async def test_history_delete_and_clear_prune_only_the_callers_own_history(
+    fleet: Fleet, http: aiohttp.ClientSession
+) -> None:
+    base = fleet.balancer_url
+    admin = Client(http, base, ADMIN)
+    alice = Client(http, base, bearer_header(await _key(admin, "alice-history")))
+    bob = Client(http, base, bearer_header(await _key(admin, "bob-history")))
+    first, second = await alice.post_prompt(), await alice.post_prompt()
+    await alice.ended(first)
+    await alice.ended(second)
+
+    # Bob naming Alice's prompts prunes nothing of hers.
+    assert (await bob.call("POST", "/history", {"delete": [first]}))[0] == 200
+    assert (await bob.call("POST", "/history", {"clear": True}))[0] == 200
+    assert first in (await alice.call("GET", "/history"))[1]
+
+    assert (await alice.call("POST", "/history", {"delete": [first]}))[0] == 200
+    assert (await alice.call("GET", f"/history/{first}")) == (200, {})
+    listed = (await alice.call("GET", "/history"))[1]
+    assert first not in listed
+    assert second in listed
+    assert (await alice.call("POST", "/api/history", {"clear": True}))[0] == 200
+    assert second not in (await alice.call("GET", "/history"))[1]
+    assert (await alice.call("GET", f"/history/{second}")) == (200, {})
+    # The jobs stay the fleet's record, for their owner and the admin (and the admin's
+    # own ComfyUI history is its own to prune).
+    for prompt_id in (first, second):
+        status, job = await alice.call("GET", f"/api/v1/jobs/{prompt_id}")
+        assert (status, job["status"]) == (200, "succeeded")
+        assert prompt_id in (await admin.call("GET", f"/history/{prompt_id}"))[1]
+    # A prompt ended after the clear is listed again.
+    third = await alice.post_prompt()
+    await alice.ended(third)
+    assert third in (await alice.call("GET", "/history"))[1]
+    assert (await alice.call("POST", "/history", {"delete": "all"}))[0] == 400
+
+
 async def test_a_socket_sees_only_its_principals_prompts(
     fleet: Fleet, http: aiohttp.ClientSession
 ) -> None:

@@ -102,6 +102,9 @@ key                        type   TTL             written by
 {ns}:joblog:<job>:<n>      LIST   retention, from store/joblogs.py (node): ComfyUI's lines of the
                                   each append     job's attempt n, JSON each, capped (200 lines,
                                                   64 KiB)
+{ns}:comfy-history-hidden:<owner>  HASH  retention, from  store/comfy_history.py: job id -> 1 for
+                                  each write      prompts the owner deleted from its ComfyUI
+                                                  /history, `cleared_ms` for its last clear
 {ns}:hook:<job>            HASH   retention       store/webhooks.py at submit: the job's webhook
                                                   options (events, base URL, progress cursor)
 {ns}:webhooks:fleet        STRING -               balancer with a fleet-wide webhook: "1"
@@ -298,6 +301,10 @@ class Keys:
     @property
     def workflows(self) -> str:
         return f"{self.prefix}:workflows"
+
+    def comfy_history_hidden(self, owner: str) -> str:
+        """What one owner removed from its ComfyUI /history (store/comfy_history.py)."""
+        return f"{self.prefix}:comfy-history-hidden:{owner}"
 
     def blob(self, object_key: str) -> str:
         return f"{self.prefix}:blob:{object_key}"

@@ -16,7 +16,7 @@ from comfyfleet.web.auth import Principal, principal_of
 
 
 def may_see(principal: Principal, job: Job) -> bool:
-    return principal.kind == "admin" or job.owner == principal.label
+    return principal.may_see(job.owner)  # the rule every route uses (balancer/tenancy.py)
 
 
 async def own_job(request: web.Request, prompt_id: str) -> Job | None:

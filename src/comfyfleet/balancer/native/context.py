@@ -1,4 +1,5 @@
-"""The native surface's resources: the prompt feed, an HTTP client for reaching nodes
+"""The native surface's resources: the prompt feed, what each principal deleted from
+its /history, an HTTP client for reaching nodes
 (`/free`, their inventories), and the inventory cache."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from comfyfleet.balancer.appkeys import CONFIG, REDIS
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, REDIS
 from comfyfleet.balancer.native.catalog import Inventory
+from comfyfleet.store.comfy_history import HistoryVeil
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.prompt_feed import PromptFeed
 from comfyfleet.web.auth import credentials_headers
@@ -17,13 +19,16 @@ from comfyfleet.web.auth import credentials_headers
 FEED = web.AppKey("comfy_prompt_feed", PromptFeed)
 NODE_HTTP = web.AppKey("comfy_node_http", aiohttp.ClientSession)
 INVENTORY = web.AppKey("comfy_inventory", Inventory)
+VEIL = web.AppKey("comfy_history_veil", HistoryVeil)
 # How long the balancer waits for a node's answer (s).
 NODE_TIMEOUT_S = 10.0
 
 
 async def native_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    app[FEED] = PromptFeed(app[REDIS], Keys(cfg.redis.namespace))
+    keys = Keys(cfg.redis.namespace)
+    app[FEED] = PromptFeed(app[REDIS], keys)
+    app[VEIL] = HistoryVeil(app[REDIS], keys, app[JOBS].retention_ms)
     password = cfg.server.password.get_secret_value() if cfg.server.password else None
     # Nodes share the fleet's credentials (API_USERNAME / API_PASSWORD on every role).
     session = aiohttp.ClientSession(

@@ -22,7 +22,7 @@ from comfyfleet.balancer.inputs_api import hold_inputs
 from comfyfleet.balancer.native import shapes
 from comfyfleet.balancer.native.access import own_job
 from comfyfleet.balancer.native.catalog import InfoCatalogue
-from comfyfleet.balancer.native.context import FEED, INVENTORY
+from comfyfleet.balancer.native.context import FEED, INVENTORY, VEIL
 from comfyfleet.balancer.native.queues import remaining, unfinished
 from comfyfleet.balancer.schemas import JOB_ID_RE
 from comfyfleet.comfy.validation import validate_prompt
@@ -179,16 +179,18 @@ async def get_history(request: web.Request) -> web.Response:
     offset_raw = request.query.get("offset")
     offset = 0 if offset_raw is None else ascii_int(offset_raw, "offset", 0, 10_000)
     principal = principal_of(request)
-    store, cursor = request.app[JOBS], None
+    # The caller's own index (the admin's: every job); a page holds ended and unfinished.
+    owner = None if principal.kind == "admin" else principal.label
+    store, veil, cursor = request.app[JOBS], request.app[VEIL], None
     ended: list[Job] = []
     seen = 0
     for _ in range(HISTORY_SCAN_PAGES):
-        page, cursor = await store.list_jobs(cursor=cursor, limit=200)
+        page, cursor = await store.list_jobs(owner=owner, cursor=cursor, limit=200)
+        page = await veil.visible(principal.label, [job for job in page if job.is_terminal])
         for job in page:
-            if job.is_terminal and (principal.kind == "admin" or job.owner == principal.label):
-                seen += 1
-                if seen > offset and len(ended) < wanted:
-                    ended.append(job)
+            seen += 1
+            if seen > offset and len(ended) < wanted:
+                ended.append(job)
         if cursor is None or len(ended) >= wanted:
             break
     # ComfyUI lists oldest first.
@@ -200,11 +202,22 @@ async def get_history_item(request: web.Request) -> web.Response:
     job = await own_job(request, request.match_info["prompt_id"])
     if job is None or not job.is_terminal:
         return web.json_response({})
+    if not await request.app[VEIL].visible(principal_of(request).label, [job]):
+        return web.json_response({})
     return web.json_response({job.id: await _entry(request, job)})
 
 
 async def post_history(request: web.Request) -> web.Response:
-    """Accepted and ignored: an ended prompt stays for the fleet's retention (its outputs
-    too), whoever asks; ComfyUI's history is a cache of the same record."""
-    await _body(request)
+    """`{"delete": [ids]}` or `{"clear": true}`, as on ComfyUI: the prompts leave the
+    caller's /history. The jobs themselves stay for the fleet's retention, in
+    /api/v1/jobs with their outputs (store/comfy_history.py says why); ids that are not
+    the caller's are ignored, as ComfyUI ignores unknown ones."""
+    body = await _body(request)
+    principal = principal_of(request)
+    veil = request.app[VEIL]
+    if body.get("clear") is True:
+        await veil.clear(principal.label, await request.app[JOBS].now_ms())
+    targets = await _ids(body, "delete") if "delete" in body else []
+    own = [job.id for job in [await own_job(request, i) for i in targets] if job is not None]
+    await veil.hide(principal.label, own)
     return web.Response()
