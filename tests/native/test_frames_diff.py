@@ -4,6 +4,7 @@ that name this run (ids, timestamps, file names, the job's output subfolder)."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,22 @@ def sequence(frames: list[Any]) -> list[Any]:
     return [shape(f) if isinstance(f, dict) else ("binary", bytes(f[:8])) for f in frames]
 
 
+def unseen(graph: dict[str, Any]) -> dict[str, Any]:
+    """`graph` made a prompt neither ComfyUI has run: ComfyUI serves a node whose inputs it
+    ran last time from its cache (`execution_cached`), and which stand-in of the fleet ran
+    what before depends on the tests before this one. Every source node and every save
+    gets a value of this run."""
+    for node in graph.values():
+        inputs = node["inputs"]
+        if "filename_prefix" in inputs:
+            inputs["filename_prefix"] += uuid.uuid4().hex[:8]
+        if "color" in inputs:
+            inputs["color"] = random.randrange(1 << 24)
+        if node["class_type"] == "SolidMask":
+            inputs["value"] = random.random()
+    return graph
+
+
 @pytest.fixture
 async def stand_in() -> AsyncIterator[str]:
     async with TestServer(
@@ -45,11 +62,7 @@ async def stand_in() -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("name", ["a_empty_save", "d_two_outputs", "j_mask_composite"])
 async def test_same_frames_as_a_bare_stand_in(fleet: Fleet, stand_in: str, name: str) -> None:
-    graph = workflow(name)
-    # A prompt neither ComfyUI has seen (an identical one would come from its cache).
-    for node in graph.values():
-        if "filename_prefix" in node["inputs"]:
-            node["inputs"]["filename_prefix"] += uuid.uuid4().hex[:8]
+    graph = unseen(workflow(name))
     _id, bare, _h, bare_images = await run_like_the_example(stand_in, graph)
     _id, fleet_frames, _h, fleet_images = await run_like_the_example(fleet.balancer_url, graph)
     assert sequence(fleet_frames) == sequence(bare)
@@ -64,8 +77,7 @@ async def _fail_saves(http: aiohttp.ClientSession, sims: list[str], fail: bool) 
 
 
 async def test_same_error_frames_as_a_bare_stand_in(fleet: Fleet, stand_in: str) -> None:
-    graph = workflow("a_empty_save")
-    graph["2"]["inputs"]["filename_prefix"] += uuid.uuid4().hex[:8]
+    graph = unseen(workflow("a_empty_save"))
     sims = [stand_in, fleet.sim_url(0), fleet.sim_url(1)]
     async with aiohttp.ClientSession() as http:
         await _fail_saves(http, sims, True)

@@ -1,10 +1,15 @@
 """An image uploaded the ComfyUI way (`POST /upload/image`) becomes a fleet input: a
 `LoadImage` naming it runs on whichever node takes the prompt, and `/view?type=input`
-serves it back."""
+serves it back; a mask uploaded the ComfyUI way is merged into the image it masks."""
 
 from __future__ import annotations
 
+import io
+import json
+from typing import Any
+
 import aiohttp
+from PIL import Image
 
 from comfyfleet.cli.fleet import Fleet
 from tests.inputs.samples import png
@@ -35,3 +40,62 @@ async def test_an_upload_feeds_load_image_on_any_node(fleet: Fleet) -> None:
         _id, _frames, history, images = await run_like_the_example(base, graph)
         assert history["status"]["status_str"] == "success"
         assert images[0].startswith(PNG_MAGIC)
+
+
+async def _post_form(http: aiohttp.ClientSession, url: str, mask: bytes,
+                     original_ref: str | None) -> tuple[int, Any]:  # fmt: skip
+    form = aiohttp.FormData()
+    form.add_field("image", mask, filename="clipspace-mask.png", content_type="image/png")
+    if original_ref is not None:
+        form.add_field("original_ref", original_ref)
+    async with http.post(url, data=form) as r:
+        return r.status, await r.json()
+
+
+async def test_a_mask_is_merged_into_the_image_it_masks(fleet: Fleet) -> None:
+    """ComfyUI's /upload/mask: the stored image is the original's pixels with the mask's
+    alpha; a LoadImage of it then gets both."""
+    base = fleet.balancer_url
+    original = Image.new("RGB", (8, 6), (10, 200, 30))
+    painted = Image.new("RGBA", (8, 6), (0, 0, 0, 255))
+    painted.putpixel((2, 3), (0, 0, 0, 0))  # the part painted over
+    async with aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("image", _png(original), filename="photo.png", content_type="image/png")
+        async with http.post(f"{base}/upload/image", data=form) as r:
+            assert r.status == 200, await r.text()
+            uploaded = await r.json()
+        ref = json.dumps({"filename": uploaded["name"], "subfolder": "", "type": "input"})
+        status, merged = await _post_form(http, f"{base}/upload/mask", _png(painted), ref)
+        assert status == 200, merged
+        assert merged["type"] == "input"
+        assert merged["name"] != uploaded["name"]
+        async with http.get(f"{base}/view", params={"filename": merged["name"],
+                                                    "type": "input"}) as r:  # fmt: skip
+            assert r.status == 200
+            result = Image.open(io.BytesIO(await r.read()))
+        assert result.mode == "RGBA"
+        assert result.size == (8, 6)
+        assert result.getpixel((0, 0)) == (10, 200, 30, 255)
+        assert result.getpixel((2, 3)) == (10, 200, 30, 0)
+
+        graph = workflow("c_load_invert_save")
+        graph["1"]["inputs"]["image"] = merged["name"]
+        _id, _frames, history, _images = await run_like_the_example(base, graph)
+        assert history["status"]["status_str"] == "success"
+
+        # What ComfyUI would fail on, or silently get wrong, is a clear 4xx.
+        status, problem = await _post_form(http, f"{base}/upload/mask", _png(painted), None)
+        assert (status, problem["field"]) == (400, "original_ref")
+        small = _png(Image.new("RGBA", (4, 4)))
+        status, problem = await _post_form(http, f"{base}/api/upload/mask", small, ref)
+        assert (status, problem["field"]) == (400, "image")
+        gone = json.dumps({"filename": "cfin_" + "0" * 24 + ".png", "type": "input"})
+        status, problem = await _post_form(http, f"{base}/upload/mask", _png(painted), gone)
+        assert (status, problem["field"]) == (404, "original_ref")
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

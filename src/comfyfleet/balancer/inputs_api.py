@@ -104,10 +104,12 @@ def _part_name(part: aiohttp.BodyPartReader) -> str | None:
     return (found.group(1) if found.group(1) is not None else found.group(2)) if found else None
 
 
-async def _read_file(request: web.Request, limit: int) -> bytes:
-    """The bytes of the first file part; every part counts against `limit` bytes."""
+async def _read_form(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The bytes of the first file part, and the other parts as text (form fields such as
+    /upload/mask's `original_ref`); every part counts against `limit` bytes."""
     reader = await request.multipart()
     data: bytes | None = None
+    fields: dict[str, str] = {}
     total = 0
     while (part := await reader.next()) is not None:
         if not isinstance(part, aiohttp.BodyPartReader):
@@ -118,21 +120,27 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
             if total > limit:
                 raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
             chunks.append(chunk)
-        if data is None and _part_name(part) in FILE_PARTS:
-            data = b"".join(chunks)
+        name = _part_name(part)
+        if name in FILE_PARTS:
+            data = data if data is not None else b"".join(chunks)
+        elif name and part.filename is None:
+            fields.setdefault(name, b"".join(chunks).decode("utf-8", "replace"))
     if not data:
         raise BadRequest(f"no file: send it as a multipart part named {' or '.join(FILE_PARTS)}")
-    return data
+    return data, fields
 
 
-async def read_upload(request: web.Request, limit: int | None = None) -> bytes:
-    """The file of a multipart upload (a part named `image` or `file`), at most `limit`
-    bytes (None: UPLOAD_BODY_LIMIT); 400 for a malformed body, 413 beyond the limit."""
+async def read_upload_form(
+    request: web.Request, limit: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The file of a multipart upload (a part named `image` or `file`) and its text
+    fields, at most `limit` bytes (None: UPLOAD_BODY_LIMIT); 400 for a malformed body,
+    413 beyond the limit."""
     limit = UPLOAD_BODY_LIMIT if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
     try:
-        return await _read_file(request, limit)
+        return await _read_form(request, limit)
     except (
         ValueError, RuntimeError, AssertionError, HttpProcessingError,
         aiohttp.ClientPayloadError,
@@ -140,6 +148,12 @@ async def read_upload(request: web.Request, limit: int | None = None) -> bytes:
         # aiohttp's multipart reader says "malformed" with these (a bad part header
         # raises its HTTP parser's InvalidHeader, a bad `_charset_` part RuntimeError).
         raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+async def read_upload(request: web.Request, limit: int | None = None) -> bytes:
+    """The file of a multipart upload alone (see read_upload_form)."""
+    data, _fields = await read_upload_form(request, limit)
+    return data
 
 
 @routes.post("/api/v1/inputs")

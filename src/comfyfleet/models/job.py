@@ -170,12 +170,15 @@ class JobSpec(BaseModel):
     # Who submitted it (`web.auth.Principal.label`: admin, anonymous or apikey:<id>): the
     # tenant whose job it is.
     owner: str = DEFAULT_OWNER
+    # ComfyUI's `extra_data` of a native POST /prompt (e.g. `extra_pnginfo`, which ComfyUI
+    # writes into the PNGs it saves), passed on to ComfyUI as the client sent it.
+    extra_data: dict[str, Any] | None = None
     # Which nodes can run it (models/capability.py): the id of its requirement's class.
     capability: str = ANY_CAPABILITY
 
 
 # Fields that are stored as JSON strings inside the job hash.
-_JSON_FIELDS = ("graph", "params", "outputs", "error", "history", "metadata")
+_JSON_FIELDS = ("graph", "params", "outputs", "error", "history", "metadata", "extra_data")
 _INT_FIELDS = (
     "schema_version",
     "priority",
@@ -207,6 +210,7 @@ class Job(BaseModel):
     pool: str = DEFAULT_POOL
     owner: str = DEFAULT_OWNER
     capability: str = ANY_CAPABILITY
+    extra_data: dict[str, Any] | None = None
     # Enqueue order within the queue; kept across requeues so a retried job keeps its place.
     seq: int = 0
     attempts: int = 0

@@ -116,9 +116,9 @@ class ComfyRunner:
             await self._fail(job, input_error(self.node_id, exc))
             return False
         try:
-            await self.comfy.submit(
-                graph, prompt_id=prompt_id, extra_data={"comfyfleet_job_id": job.id}
-            )
+            # The client's own extra_data (a native prompt's extra_pnginfo) rides along.
+            extra = {**(job.extra_data or {}), "comfyfleet_job_id": job.id}
+            await self.comfy.submit(graph, prompt_id=prompt_id, extra_data=extra)
         except PromptRejected as exc:
             rejected = Rejected(
                 prompt_id=prompt_id, error_type=exc.error_type, message=exc.message,

@@ -34,7 +34,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/history/{prompt_id}", prompts.get_history_item),
     ("GET", "/view", files.view),
     ("POST", "/upload/image", files.upload_image),
-    ("POST", "/upload/mask", files.upload_image),
+    ("POST", "/upload/mask", files.upload_mask),
     ("GET", "/object_info", info.object_info),
     ("GET", "/object_info/{node_class}", info.object_info),
     ("GET", "/embeddings", info.embeddings),

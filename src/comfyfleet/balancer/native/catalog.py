@@ -1,26 +1,19 @@
 """The fleet's `/object_info`: the union of the ready nodes' node classes, combo options
 (checkpoint names, uploads...) merged, and a validation catalogue built on it.
 
-Each distinct inventory (a node's heartbeat carries its digest) is read once, from one node
-that has it, through the node's own API (`/api/v1/comfy/object_info`), and the union is
-cached by the set of digests: it is rebuilt only when a node with a new inventory joins or
-one leaves. (The shared inventory store of contract C2 replaces the read from a node when
-it lands; the union and the cache key stay.)
+Each node publishes its inventory to Redis once per digest (store/inventory.py, before
+the heartbeat that names it); the union comes from there, cached by the set of digests,
+so the balancer never needs to reach a node for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import structlog
-
 from comfyfleet.models.node import NodeInfo, NodeState
-
-log = structlog.get_logger(__name__)
+from comfyfleet.store.inventory import InventoryStore
 
 Json = dict[str, Any]
 # Inputs a class checks itself (ComfyUI's VALIDATE_INPUTS): the file must exist, which is
@@ -28,74 +21,23 @@ Json = dict[str, Any]
 CUSTOM_VALIDATED = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
 
 
-def merge_object_info(infos: list[Json]) -> Json:
-    """Union of classes; for a class several inventories have, combo options merged (in
-    first-seen order), everything else from the first."""
-    merged: Json = {}
-    for info in infos:
-        for name, entry in info.items():
-            if name not in merged:
-                merged[name] = copy.deepcopy(entry)
-                continue
-            _merge_combos(merged[name].get("input", {}), entry.get("input", {}))
-    return merged
-
-
-def _merge_combos(into: Json, other: Json) -> None:
-    for category, inputs in other.items():
-        if not isinstance(inputs, dict):
-            continue
-        for name, spec in inputs.items():
-            mine = into.get(category, {}).get(name)
-            if not (isinstance(spec, list) and isinstance(mine, list) and spec and mine):
-                continue
-            if isinstance(mine[0], list) and isinstance(spec[0], list):
-                mine[0] += [option for option in spec[0] if option not in mine[0]]
-
-
 class Inventory:
-    """The merged object_info of the ready nodes, cached by their digests."""
+    """The merged object_info of the ready nodes."""
 
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.http = http
-        self._by_digest: dict[str, Json] = {}
-        self._union: tuple[frozenset[str], Json] | None = None
+    def __init__(self, store: InventoryStore) -> None:
+        self.store = store
 
     async def object_info(self, nodes: list[NodeInfo]) -> Json:
-        """The union of the ready nodes' object_info (of those that answered)."""
+        """The union of the ready nodes' object_info (of those whose inventory is known)."""
         return (await self.union(nodes))[0]
 
     async def union(self, nodes: list[NodeInfo]) -> tuple[Json, bool]:
         """(the union, whether every ready node's inventory is in it)."""
-        ready = [n for n in nodes if n.state is NodeState.READY and n.inventory_digest]
-        holders: dict[str, NodeInfo] = {}
-        for node in ready:
-            holders.setdefault(node.inventory_digest or "", node)
-        digests = frozenset(holders)
-        if self._union is not None and self._union[0] == digests:
-            return self._union[1], True
-        missing = [d for d in digests if d not in self._by_digest]
-        fetched = await asyncio.gather(*(self._fetch(holders[d]) for d in missing))
-        for digest, info in zip(missing, fetched, strict=True):
-            if info is not None:
-                self._by_digest[digest] = info
-        union = merge_object_info([self._by_digest[d] for d in sorted(digests)
-                                   if d in self._by_digest])  # fmt: skip
-        complete = all(d in self._by_digest for d in digests)
-        if complete:
-            self._union = (digests, union)
-        return union, complete
-
-    async def _fetch(self, node: NodeInfo) -> Json | None:
-        url = f"{node.url.rstrip('/')}/api/v1/comfy/object_info"
-        try:
-            async with self.http.get(url) as response:
-                response.raise_for_status()
-                info: Json = await response.json()
-                return info
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("inventory_read_failed", node_id=node.node_id, error=repr(exc))
-            return None
+        digests = {
+            n.inventory_digest for n in nodes if n.state is NodeState.READY and n.inventory_digest
+        }
+        known = await self.store.known()
+        return await self.store.union(digests & known), digests <= known
 
 
 @dataclass(frozen=True)

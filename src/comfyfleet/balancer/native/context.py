@@ -1,6 +1,6 @@
 """The native surface's resources: the prompt feed, what each principal deleted from
 its /history, an HTTP client for reaching nodes
-(`/free`, their inventories), and the inventory cache."""
+(`/free`), and the fleet's merged inventory."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, REDIS
 from comfyfleet.balancer.native.catalog import Inventory
 from comfyfleet.store.comfy_history import HistoryVeil
+from comfyfleet.store.inventory import InventoryStore
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.prompt_feed import PromptFeed
 from comfyfleet.web.auth import credentials_headers
@@ -36,6 +37,6 @@ async def native_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=NODE_TIMEOUT_S),
     )
     app[NODE_HTTP] = session
-    app[INVENTORY] = Inventory(session)
+    app[INVENTORY] = Inventory(InventoryStore(app[REDIS], keys))
     yield
     await session.close()

@@ -1,6 +1,7 @@
 """ComfyUI's file routes on the fleet: GET /view serves a prompt's output from the result
-store (any replica), POST /upload/image and /upload/mask store an upload as a fleet input
-(store/inputs.py), which a LoadImage naming it gets on whichever node runs the prompt.
+store (any replica), POST /upload/image stores an upload as a fleet input
+(store/inputs.py) and /upload/mask the image it masks with the mask as its alpha
+(masks.py); a LoadImage naming either gets it on whichever node runs the prompt.
 
 `type=input` serves an upload by its name. An output's `subfolder` is its job's id
 (shapes.py), so `/view?filename=F&subfolder=<id>` names exactly one job's file; another
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from comfyfleet.balancer.inputs_api import INPUTS, read_upload
+from comfyfleet.balancer.inputs_api import INPUTS, read_upload, read_upload_form
 from comfyfleet.balancer.native.access import own_job
+from comfyfleet.balancer.native.masks import merge_mask, original_name
 from comfyfleet.balancer.native.shapes import find_output
 from comfyfleet.balancer.outputs_api import send_output
+from comfyfleet.errors import NotFound
 from comfyfleet.models.job import JobStatus
 from comfyfleet.store.inputs import input_id_of
 from comfyfleet.web.auth import caller_of, principal_of
@@ -43,6 +46,22 @@ async def upload_image(request: web.Request) -> web.Response:
     data = await read_upload(request)
     principal = principal_of(request).label
     stored = await request.app[INPUTS].put(data, caller_of(request), principal)
+    return web.json_response({"name": stored.name, "subfolder": "", "type": "input"})
+
+
+async def upload_mask(request: web.Request) -> web.Response:
+    """The painted mask merged into the upload `original_ref` names (masks.py); the
+    result is a new upload, answered like /upload/image."""
+    mask, fields = await read_upload_form(request)
+    name = original_name(fields.get("original_ref"))
+    principal = principal_of(request)
+    owner = None if principal.kind == "admin" else principal.label
+    input_id = input_id_of(name)
+    found = await request.app[INPUTS].get(input_id, owner) if input_id else None
+    if found is None:
+        raise NotFound(f"no uploaded image {name!r} to apply the mask to", field="original_ref")
+    merged = merge_mask(found[0], mask)
+    stored = await request.app[INPUTS].put(merged, caller_of(request), principal.label)
     return web.json_response({"name": stored.name, "subfolder": "", "type": "input"})
 
 

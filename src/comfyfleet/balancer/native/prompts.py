@@ -98,7 +98,11 @@ async def post_prompt(request: web.Request) -> web.Response:
     if isinstance(number, int | float) and not isinstance(number, bool):
         metadata[shapes.NUMBER] = str(float(number))
     front = body.get("front") is True
-    spec = JobSpec(graph=graph, owner=owner, metadata=metadata, priority=1 if front else 0)
+    extra_data = body.get("extra_data")
+    if extra_data is not None and not isinstance(extra_data, dict):
+        raise BadRequest("extra_data must be a JSON object", field="extra_data")
+    spec = JobSpec(graph=graph, owner=owner, metadata=metadata, priority=1 if front else 0,
+                   extra_data=extra_data or None)  # fmt: skip
     await hold_inputs(request, spec.graph)
     bound = queue_limit(request.app[CONFIG].queue_limits, spec.pool)
     # ComfyUI's ids are uuid4 strings; a client may choose its own.

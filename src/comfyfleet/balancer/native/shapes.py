@@ -20,6 +20,8 @@ Json = dict[str, Any]
 CLIENT_ID = "comfyui_client_id"
 NUMBER = "comfyui_number"
 OUTPUTS = "comfyui_outputs"
+# ComfyUI's SENSITIVE_EXTRA_DATA_KEYS: passed on to ComfyUI, never shown back.
+SENSITIVE_EXTRA_DATA = frozenset({"auth_token_comfy_org", "api_key_comfy_org"})
 
 _STATUS_STR = {JobStatus.SUCCEEDED: "success", JobStatus.FAILED: "error",
                JobStatus.CANCELLED: "error"}  # fmt: skip
@@ -36,8 +38,13 @@ def number_of(job: Job) -> float | int:
 
 
 def extra_data_of(job: Job) -> Json:
+    """What the client sent as extra_data, and its client_id, as ComfyUI shows them in
+    /queue and /history: without the comfy.org credentials (ComfyUI strips those too)."""
+    shown = {k: v for k, v in (job.extra_data or {}).items() if k not in SENSITIVE_EXTRA_DATA}
     client_id = job.metadata.get(CLIENT_ID)
-    return {"client_id": client_id} if client_id else {}
+    if client_id:
+        shown["client_id"] = client_id
+    return shown
 
 
 def outputs_to_execute(job: Job) -> list[str]:
