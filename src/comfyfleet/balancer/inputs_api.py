@@ -75,7 +75,7 @@ async def hold_inputs(request: web.Request, graph: dict[str, Any]) -> None:
     answered as never uploaded (the job is not accepted). The admin may name any."""
     places = input_names(graph)
     principal = principal_of(request)
-    owner = None if principal.kind == "admin" else principal.label
+    owner = principal.only_owner
     missing = await request.app[INPUTS].hold(places, owner)
     if missing:
         node_id, key = places[missing[0]][0]

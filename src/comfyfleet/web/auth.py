@@ -70,6 +70,12 @@ class Principal:
         or anything for the admin (balancer/tenancy.py)."""
         return self.kind == "admin" or self.label == owner
 
+    @property
+    def only_owner(self) -> str | None:
+        """The owner whose things alone this caller may see; None (everyone's) for the
+        admin. For lookups that take an optional owner filter."""
+        return None if self.kind == "admin" else self.label
+
 
 ADMIN = Principal("admin")
 ANONYMOUS = Principal("anonymous")

@@ -36,8 +36,10 @@ class Inventory:
         digests = {
             n.inventory_digest for n in nodes if n.state is NodeState.READY and n.inventory_digest
         }
-        known = await self.store.known()
-        return await self.store.union(digests & known), digests <= known
+        # Both are answered from this process's caches once every inventory was read
+        # (inventories never change), so a prompt costs no Redis round trip for them.
+        found = [await self.store.get(digest) for digest in digests]
+        return await self.store.union(digests), None not in found
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ async def upload_mask(request: web.Request) -> web.Response:
     mask, fields = await read_upload_form(request)
     name = original_name(fields.get("original_ref"))
     principal = principal_of(request)
-    owner = None if principal.kind == "admin" else principal.label
+    owner = principal.only_owner
     input_id = input_id_of(name)
     found = await request.app[INPUTS].get(input_id, owner) if input_id else None
     if found is None:
@@ -70,7 +70,7 @@ async def _view_input(request: web.Request, filename: str) -> web.Response:
     admin), as for jobs that name it."""
     input_id = input_id_of(filename)
     principal = principal_of(request)
-    owner = None if principal.kind == "admin" else principal.label
+    owner = principal.only_owner
     found = await request.app[INPUTS].get(input_id, owner) if input_id else None
     if found is None:
         return web.Response(status=404)

@@ -184,7 +184,7 @@ async def get_history(request: web.Request) -> web.Response:
     offset = 0 if offset_raw is None else ascii_int(offset_raw, "offset", 0, 10_000)
     principal = principal_of(request)
     # The caller's own index (the admin's: every job); a page holds ended and unfinished.
-    owner = None if principal.kind == "admin" else principal.label
+    owner = principal.only_owner
     store, veil, cursor = request.app[JOBS], request.app[VEIL], None
     ended: list[Job] = []
     seen = 0
