@@ -187,7 +187,7 @@ async def submit_and_burst(plan: Plan, logs: Path) -> list[Row]:
         # A pool of its own: submits still in flight from wrk cannot blur the count.
         result = await load.burst(url, AUTH, submitters=plan.burst_submitters,
                                   jobs=plan.burst_jobs, pool=BURST_POOL)  # fmt: skip
-        queued = await redis.zcard(Keys(f.spec.namespace).queue(BURST_POOL))
+        queued = int(await redis.hget(Keys(f.spec.namespace).depth, BURST_POOL) or 0)
         await redis.aclose()
     failures = plan.burst_jobs - result.statuses.get(202, 0) + sum(result.errors.values())
     exactly_once = len(set(result.accepted_ids)) == plan.burst_jobs == queued
