@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from comfyfleet.clock import Clock
 from comfyfleet.comfy import events as ev
-from comfyfleet.store.jobs import JobStore
+from comfyfleet.node.job_events import JobEventWriter
 from comfyfleet.store.previews import Preview, PreviewStore
 
 PREVIEW_MIN_INTERVAL_MS = 500
@@ -21,10 +21,10 @@ _TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp":
 class PreviewKeeper:
     """One per running prompt: stores throttled previews and announces them."""
 
-    def __init__(self, store: JobStore, job_id: str, clock: Clock) -> None:
-        self.store = store
-        self.previews = PreviewStore(store.redis, store.keys)
-        self.job_id = job_id
+    def __init__(self, events: JobEventWriter, clock: Clock) -> None:
+        self.events = events
+        self.previews = PreviewStore(events.store.redis, events.store.keys)
+        self.job_id = events.job_id
         self.clock = clock
         self._last_ms: int | None = None
         self._n = 0
@@ -40,4 +40,5 @@ class PreviewKeeper:
         self._n += 1
         await self.previews.put(self.job_id, Preview(event.image, content_type, self._n))
         data = {"n": self._n, "content_type": content_type, "size": len(event.image)}
-        await self.store.append_event(self.job_id, "preview", data)
+        # After the preview is stored, so a client told of it can fetch it.
+        self.events.add("preview", data)

@@ -14,8 +14,8 @@ import orjson
 from comfyfleet.clock import Clock
 from comfyfleet.comfy import ComfyClient
 from comfyfleet.comfy import events as ev
+from comfyfleet.node.job_events import JobEventWriter
 from comfyfleet.node.previews import PreviewKeeper
-from comfyfleet.store.jobs import JobStore
 from comfyfleet.web.redact import scrub
 
 # At most one progress event per job per this many ms: a 150-step sampler on a fast GPU
@@ -27,46 +27,44 @@ MAX_CURRENT_INPUTS_BYTES = 16 * 1024
 
 class ProgressForwarder:
     def __init__(
-        self, store: JobStore, job_id: str, comfy: ComfyClient, prompt_id: str, clock: Clock
+        self, events: JobEventWriter, comfy: ComfyClient, prompt_id: str, clock: Clock
     ) -> None:
-        self.store = store
-        self.job_id = job_id
+        self.events = events
         self.comfy = comfy
         self.prompt_id = prompt_id
         self.clock = clock
         self._last_ms = 0
-        self._previews = PreviewKeeper(store, job_id, clock)
+        self._previews = PreviewKeeper(events, clock)
 
     async def run(self) -> None:
         async for event in self.comfy.follow(self.prompt_id):
             if isinstance(event, ev.Progress):
-                await self._progress(event)
+                self._progress(event)
             elif isinstance(event, ev.ExecutionStart):
-                await self.store.append_event(self.job_id, "started", {"prompt_id": self.prompt_id})
+                self.events.add("started", {"prompt_id": self.prompt_id})
             elif isinstance(event, ev.ExecutionCached):
-                await self.store.append_event(self.job_id, "cached", {"nodes": event.nodes})
+                self.events.add("cached", {"nodes": event.nodes})
             elif isinstance(event, ev.Executing) and event.node is not None:
-                await self.store.append_event(self.job_id, "executing", {"node": event.node})
+                self.events.add("executing", {"node": event.node})
             elif isinstance(event, ev.Executed):
                 output = {"node": event.node, "output": event.output}
-                await self.store.append_event(self.job_id, "executed", output)
+                self.events.add("executed", output)
             elif isinstance(event, ev.ExecutionError):
-                await self.store.append_event(self.job_id, "comfy_error", _error_details(event))
+                self.events.add("comfy_error", _error_details(event))
             elif isinstance(event, ev.ExecutionInterrupted):
                 where = {"node_id": event.node_id, "node_type": event.node_type,
                          "executed": event.executed}  # fmt: skip
-                await self.store.append_event(self.job_id, "comfy_interrupted", where)
+                self.events.add("comfy_interrupted", where)
             elif isinstance(event, ev.PreviewImage):
                 await self._previews.offer(event)
 
-    async def _progress(self, event: ev.Progress) -> None:
+    def _progress(self, event: ev.Progress) -> None:
         now = self.clock.now_ms()
         last_step = event.max and event.value >= event.max
         if now - self._last_ms < PROGRESS_MIN_INTERVAL_MS and not last_step:
             return
         self._last_ms = now
-        await self.store.append_event(
-            self.job_id,
+        self.events.add(
             "progress",
             {"value": int(event.value), "max": int(event.max), "node": event.node},
         )

@@ -14,7 +14,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -37,6 +37,7 @@ from comfyfleet.models.job import Job, JobError, JobErrorCode, OutputRef
 from comfyfleet.models.retry import Backoff
 from comfyfleet.node.failures import execution_error, node_fault, rejected_error
 from comfyfleet.node.inputs import input_error, stage_inputs
+from comfyfleet.node.job_events import JobEventWriter
 from comfyfleet.node.outputs import collect_outputs
 from comfyfleet.node.progress import ProgressForwarder
 from comfyfleet.node.worker import JobControl
@@ -56,7 +57,8 @@ PROMPT_NAMESPACE = uuid.UUID("5b0c3f0e-8f4e-4d8e-9a57-0c6f1e0f7a11")
 # on anyway (s), and how often /queue + /history are read meanwhile (s).
 STOP_CONFIRM_S = 10.0
 HUNG_CONFIRM_S = 1.0
-# Longest wait (s) for the progress forwarder to write a finished prompt's last events.
+# Longest wait (s) for the progress forwarder to take a finished prompt's last events, and
+# then for the attempt's events to be written.
 FORWARD_DRAIN_S = 2.0
 STOP_POLL_S = 0.2
 # How long the final write of an attempt is retried while Redis is unreachable (s): past two
@@ -97,18 +99,25 @@ class ComfyRunner:
         # Uploaded input images (store/inputs.py): metadata beside the jobs, bytes in the
         # same blob store as the outputs.
         self.inputs = InputStore(store.redis, store.keys, blobs=results.blobs)
+        # The event writer of each attempt in progress, by job id.
+        self._events: dict[str, JobEventWriter] = {}
 
     async def __call__(self, job: Job, control: JobControl) -> None:
         prompt_id = prompt_id_for(job)
         control.prompt_id = prompt_id
         control.attempt = job.attempts
-        started = await (self._resume(job, prompt_id) if control.adopted else
-                         self._submit(job, prompt_id))  # fmt: skip
-        if started:
-            outcome = await self._follow(job, prompt_id, control)
-            await self._settle(job, outcome, control)
+        events = self._events[job.id] = JobEventWriter(self.store, job.id)
+        try:
+            started = await (self._resume(job, prompt_id, events) if control.adopted else
+                             self._submit(job, prompt_id, events))  # fmt: skip
+            if started:
+                outcome = await self._follow(job, prompt_id, control, events)
+                await self._settle(job, outcome, control)
+        finally:
+            del self._events[job.id]
+            await events.close()
 
-    async def _submit(self, job: Job, prompt_id: str) -> bool:
+    async def _submit(self, job: Job, prompt_id: str, events: JobEventWriter) -> bool:
         """Queue the attempt's prompt. False when that failed (the attempt is settled)."""
         try:
             graph = await stage_inputs(job.graph, self.inputs, self.comfy)
@@ -137,10 +146,10 @@ class ComfyRunner:
             unavailable = node_fault(self.node_id, JobErrorCode.COMFY_UNAVAILABLE, str(exc))
             await self._fail(job, unavailable)
             return False
-        await self._note(job, "submitted", {"prompt_id": prompt_id})
+        events.add("submitted", {"prompt_id": prompt_id})
         return True
 
-    async def _resume(self, job: Job, prompt_id: str) -> bool:
+    async def _resume(self, job: Job, prompt_id: str, events: JobEventWriter) -> bool:
         """An adopted job: follow its prompt if ComfyUI still has it (queued, running or in
         history). If not, the attempt is over: it may have run on a ComfyUI that restarted
         since, so it is counted, and the job goes back to the queue."""
@@ -156,30 +165,23 @@ class ComfyRunner:
             await self._fail(job, node_fault(self.node_id, JobErrorCode.NODE_RESTARTED, message))
             return False
         log.info("job_resumed", job_id=job.id, prompt_id=prompt_id)
-        await self._note(job, "resumed", {"prompt_id": prompt_id})
+        events.add("resumed", {"prompt_id": prompt_id})
         return True
 
-    async def _note(self, job: Job, kind: str, data: dict[str, Any]) -> None:
-        """Log a node-side event of the attempt. Informational: Redis unable to take it
-        (down, or full) costs the event, never the attempt."""
-        try:
-            await self.store.append_event(job.id, kind, data)
-        except StoreError as exc:
-            log.warning("job_event_dropped", job_id=job.id, kind=kind, error=exc.detail)
-
-    async def _follow(self, job: Job, prompt_id: str, control: JobControl) -> PromptOutcome | None:
+    async def _follow(
+        self, job: Job, prompt_id: str, control: JobControl, events: JobEventWriter
+    ) -> PromptOutcome | None:
         """Forward progress until the outcome is known or the prompt had to be stopped.
         None: stopped, and ComfyUI did not confirm how it ended within `stop_confirm_s`."""
-        forwarder = ProgressForwarder(self.store, job.id, self.comfy, prompt_id, self.clock)
+        forwarder = ProgressForwarder(events, self.comfy, prompt_id, self.clock)
         forward = asyncio.create_task(forwarder.run())
         waiter = asyncio.create_task(self.comfy.wait(prompt_id))
         stopper = asyncio.create_task(self._stop_when_told(job, prompt_id, control))
         try:
             done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if waiter in done:
-                # The forwarder's events end with the outcome: let it write the last of
-                # them (`executed`, ComfyUI's error) so they precede the job's end in its
-                # log. A prompt that had to be stopped settles at once.
+                # The forwarder's events end with the outcome: let it take the last of
+                # them (`executed`, ComfyUI's error), which __call__ flushes before the end.
                 await asyncio.wait({forward}, timeout=FORWARD_DRAIN_S)
             for task in (waiter, stopper):
                 if task.done() and not task.cancelled() and task.exception() is None:
@@ -252,12 +254,12 @@ class ComfyRunner:
             await self._complete(job, outcome)
         elif control.cancelled.is_set():
             await self._write(
-                lambda: self.store.finish_cancelled(job.id, self.node_id, attempt=job.attempts)
+                job, lambda: self.store.finish_cancelled(job.id, self.node_id, attempt=job.attempts)
             )
         elif control.handback.is_set() and isinstance(outcome, Deleted):
             # Never started inside ComfyUI: hand it back without spending an attempt.
             await self._write(
-                lambda: self.store.release(job.id, self.node_id, attempt=job.attempts)
+                job, lambda: self.store.release(job.id, self.node_id, attempt=job.attempts)
             )
         else:
             await self._fail(job, self._error_of(job, outcome, control))
@@ -302,7 +304,7 @@ class ComfyRunner:
             await self._fail(job, error)
             return
         await self._write(
-            lambda: self.store.complete(job.id, self.node_id, refs, attempt=job.attempts)
+            job, lambda: self.store.complete(job.id, self.node_id, refs, attempt=job.attempts)
         )
         log.info("job_succeeded", job_id=job.id, outputs=len(refs), cached=outcome.cached)
 
@@ -312,15 +314,23 @@ class ComfyRunner:
         backoff = self.backoff.delay_ms(job.attempts, self.rng) if error.retryable else 0
         log.warning("job_attempt_failed", job_id=job.id, code=error.code, detail=error.message)
         await self._write(
+            job,
             lambda: self.store.fail(
                 job.id, self.node_id, error, backoff_ms=backoff, attempt=job.attempts
-            )
+            ),
         )
 
-    async def _write(self, write: Callable[[], Awaitable[Job]]) -> None:
+    async def _write(self, job: Job, write: Callable[[], Awaitable[Job]]) -> None:
         """The final write of an attempt: shielded from cancellation (a drain deadline must
         not cut it in half), retried while Redis is unreachable (the lease keeper keeps the
-        lease meanwhile), and a refusal means someone else owns the job now."""
+        lease meanwhile), and a refusal means someone else owns the job now. The attempt's
+        events are written first, so they precede its end in the log; their write overlaps
+        whatever came between (storing the outputs)."""
+        events = self._events.get(job.id)
+        if events is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FORWARD_DRAIN_S):
+                    await events.flush()
 
         async def shielded() -> Job:
             return await asyncio.shield(write())

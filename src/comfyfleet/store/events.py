@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -73,6 +73,18 @@ class EventLog:
         if entry_id is None:
             raise NotFound(f"no event log for job {job_id!r}", job_id=job_id)
         return text(entry_id)
+
+    async def append_many(
+        self, job_id: str, events: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        """Append `events` (kind, data) in order, in one round trip. Entries after the log
+        is gone are dropped, as `append` refuses them (NOMKSTREAM)."""
+        key = self.keys.events(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, data in events:
+                pipe.xadd(key, {"type": kind, "data": orjson.dumps(dict(data))},
+                          maxlen=self.maxlen, approximate=True, nomkstream=True)  # fmt: skip
+            await pipe.execute()
 
     async def read(
         self, job_id: str, *, after: str, count: int, block_ms: int | None

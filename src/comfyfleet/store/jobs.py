@@ -573,6 +573,13 @@ class JobStore:
         return await self._events.append(job_id, kind, data)
 
     @guarded
+    async def append_events(
+        self, job_id: str, events: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        """Append several events in order, in one round trip (see EventLog.append_many)."""
+        await self._events.append_many(job_id, events)
+
+    @guarded
     async def events(
         self, job_id: str, *, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
