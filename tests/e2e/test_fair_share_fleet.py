@@ -1,8 +1,9 @@
 """Fair share on a real fleet (three nodes and stand-ins, one balancer, real processes):
 key A floods 2,000 jobs, then key B submits 20, one after another. Each of B's jobs
-starts within two job-times of its submission (with the claim's own overhead), measured in the fleet's own timestamps --
-in submit order it would wait for most of A's flood. (The weight ratios over a window are
-checked on the claim script itself, on the stepped clock: tests/store/test_fair_share.py.)"""
+starts within two job-times of its submission (plus the claim's own overhead), measured
+in the fleet's own timestamps -- in submit order it would wait for most of A's flood.
+(The weight ratios over a window are checked on the claim script itself, on the stepped
+clock: tests/store/test_fair_share.py.)"""
 
 from __future__ import annotations
 
