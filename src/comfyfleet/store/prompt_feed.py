@@ -27,8 +27,6 @@ from comfyfleet.store.scripts import guarded, text
 # How long a client's feed outlives its last prompt (ms), and how many ids it keeps.
 FEED_TTL_MS = 24 * 3600 * 1000
 FEED_MAXLEN = 1000
-# Most jobs per status a count of one principal's unfinished prompts looks at.
-COUNT_SCAN = 2000
 # What a client id may be (ComfyUI clients use uuid4s or hex strings); it becomes part of
 # a key.
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -79,19 +77,12 @@ class PromptFeed:
 
     @guarded
     async def unfinished(self, owner: str | None) -> int:
-        """How many queued and running jobs `owner` has (None: everyone's). Reads only the
-        jobs' `owner` fields, of at most COUNT_SCAN jobs per status."""
-        statuses = ("queued", "running")
+        """How many queued and running jobs `owner` has (None: everyone's): the tenant's
+        counters, which the job scripts keep in the same step as each status change."""
         if owner is None:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for status in statuses:
+                for status in ("queued", "running"):
                     pipe.zcard(self.keys.jobs_by_status(status))
                 return sum(int(n) for n in await pipe.execute())
-        ids: list[Any] = []
-        for status in statuses:
-            ids += await self.redis.zrevrange(self.keys.jobs_by_status(status), 0, COUNT_SCAN - 1)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(self.keys.job(text(job_id)), "owner")
-            owners = await pipe.execute()
-        return sum(1 for found in owners if found is not None and text(found) == owner)
+        counts = await self.redis.hmget(self.keys.tenant(owner), "queued", "running")
+        return sum(int(n) for n in counts if n is not None)
