@@ -23,6 +23,7 @@ from comfyfleet.errors import ConfigError
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_REDIS_POOL_SIZE = 64
 DEFAULT_REDIS_POOL_TIMEOUT_S = 5.0
+DEFAULT_EVENTS_GRACE_MS = 60_000
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -74,6 +75,11 @@ class RedisConfig(_Frozen):
     # free one before Redis counts as unavailable (s). See store/connect.py.
     pool_size: int = Field(default=DEFAULT_REDIS_POOL_SIZE, ge=2, le=10_000)
     pool_timeout_s: float = Field(default=DEFAULT_REDIS_POOL_TIMEOUT_S, gt=0, le=300)
+    # How long a finished job's event stream outlives its end before only the log folded
+    # into the job is left (ms; store/events.py): the time live followers have to read the
+    # end, and the native /ws replays ended prompts. Every role that ends jobs (balancer,
+    # node) should be given the same value.
+    events_grace_ms: int = Field(default=DEFAULT_EVENTS_GRACE_MS, ge=100, le=24 * 3600 * 1000)
 
     @property
     def redacted(self) -> str:

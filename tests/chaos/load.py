@@ -80,7 +80,7 @@ async def _load(store: JobStore, ids: list[str]) -> dict[str, Job | None]:
                 pipe.hgetall(store.keys.job(job_id))
             rows = await pipe.execute()
         out.update(
-            (i, Job.from_fields(fields_of(r)) if r else None)
+            (i, Job.from_fields(fields_of(r), i) if r else None)
             for i, r in zip(batch, rows, strict=True)
         )
     return out

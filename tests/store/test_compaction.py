@@ -1,14 +1,16 @@
 """A finished job's event log is compacted by the script that ends the job: every event a
 reader replaying it needs stays, under its own id (contract C3 in docs/design.md), and
 only progress, preview and lease events a later one of their kind supersedes within the
-same attempt go. The stream is then sized to what it holds, and the job's hash keeps no
-cleared field."""
+same attempt go. The stream is then sized to what it holds and kept for the events grace
+(what is left after it, the log folded into the job, is tests/store/test_folded_log.py),
+and the job's hash keeps no cleared field."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from comfyfleet.models.job import JobError, JobErrorCode, OutputRef
+from comfyfleet.config import DEFAULT_EVENTS_GRACE_MS
+from comfyfleet.models.job import FOLDED_LOG, JobError, JobErrorCode, OutputRef
 from comfyfleet.store.jobs import JobStore
 
 from .conftest import LEASE_MS, spec
@@ -120,9 +122,12 @@ async def test_every_ending_compacts_and_sizes_the_log(store: JobStore) -> None:
         async with store.redis.pipeline(transaction=True) as pipe:
             pipe.pttl(key)
             pipe.pttl(store.keys.job(job_id))
-            log_ttl, job_ttl = await pipe.execute()
-        assert job_ttl > 0, ending
-        assert abs(log_ttl - job_ttl) < 1000, ending  # the log expires with the job
+            pipe.hexists(store.keys.job(job_id), FOLDED_LOG)
+            log_ttl, job_ttl, folded = await pipe.execute()
+        assert job_ttl > DEFAULT_EVENTS_GRACE_MS, ending
+        # The stream lives for the grace; the job keeps the log folded for its retention.
+        assert DEFAULT_EVENTS_GRACE_MS - 5000 < log_ttl <= DEFAULT_EVENTS_GRACE_MS, ending
+        assert folded, ending
 
 
 async def test_a_finished_jobs_hash_keeps_no_cleared_field(store: JobStore) -> None:

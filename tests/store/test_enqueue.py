@@ -115,7 +115,7 @@ async def test_every_job_field_round_trips(store: JobStore, clock: FrozenClock) 
     done = await store.complete(job.id, "n1", [output])
 
     assert done == await store.get(job.id)
-    assert Job.from_fields(done.to_fields()) == done
+    assert Job.from_fields(done.to_fields(), done.id) == done
     expected = Job(
         id=job.id,
         status=JobStatus.SUCCEEDED,

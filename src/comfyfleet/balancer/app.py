@@ -80,7 +80,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = connect(cfg.redis)
     keys = Keys(cfg.redis.namespace)
     app[REDIS] = redis
-    app[JOBS] = JobStore(redis, keys)
+    app[JOBS] = JobStore(redis, keys, events_grace_ms=cfg.redis.events_grace_ms)
     app[NODES] = NodeRegistry(redis, keys)
     inventories = InventoryStore(redis, keys)
     app[JOBS].router = Router(app[NODES], CapabilityStore(redis, keys, inventories))

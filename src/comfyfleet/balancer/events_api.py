@@ -136,7 +136,7 @@ async def _cursor_and_job(store: JobStore, job_id: str) -> tuple[str, Job | None
         pipe.hgetall(store.keys.job(job_id))
         newest, fields = await pipe.execute()
     cursor = text(newest[0][0]) if newest else "0"
-    return cursor, Job.from_fields(fields_of(fields)) if fields else None
+    return cursor, Job.from_fields(fields_of(fields), job_id) if fields else None
 
 
 async def wait_for_end(

@@ -8,6 +8,7 @@ import typer
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
 from comfyfleet.config import (
+    DEFAULT_EVENTS_GRACE_MS,
     DEFAULT_REDIS_POOL_SIZE,
     DEFAULT_REDIS_POOL_TIMEOUT_S,
     BalancerConfig,
@@ -31,6 +32,7 @@ def balancer(
     redis_db: opt.RedisDb = None,
     redis_pool_size: opt.RedisPoolSize = DEFAULT_REDIS_POOL_SIZE,
     redis_pool_timeout: opt.RedisPoolTimeout = DEFAULT_REDIS_POOL_TIMEOUT_S,
+    events_grace: opt.EventsGrace = DEFAULT_EVENTS_GRACE_MS / 1000,
     namespace: opt.Namespace = "comfyfleet",
     username: opt.Username = None,
     password: opt.Password = None,
@@ -279,6 +281,7 @@ def balancer(
             namespace,
             redis_pool_size,
             redis_pool_timeout,
+            events_grace,
         ),
         log=opt.log_config(log_level, logdy),
         public_url=opt.build(parse_public_url, public_url, "balancer"),

@@ -6,7 +6,12 @@ import typer
 
 from comfyfleet.cli import options as opt
 from comfyfleet.cli.app import app
-from comfyfleet.config import DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_POOL_TIMEOUT_S, NodeConfig
+from comfyfleet.config import (
+    DEFAULT_EVENTS_GRACE_MS,
+    DEFAULT_REDIS_POOL_SIZE,
+    DEFAULT_REDIS_POOL_TIMEOUT_S,
+    NodeConfig,
+)
 
 
 @app.command()
@@ -114,6 +119,7 @@ def node(
     redis_db: opt.RedisDb = None,
     redis_pool_size: opt.RedisPoolSize = DEFAULT_REDIS_POOL_SIZE,
     redis_pool_timeout: opt.RedisPoolTimeout = DEFAULT_REDIS_POOL_TIMEOUT_S,
+    events_grace: opt.EventsGrace = DEFAULT_EVENTS_GRACE_MS / 1000,
     namespace: opt.Namespace = "comfyfleet",
     username: opt.Username = None,
     password: opt.Password = None,
@@ -153,6 +159,7 @@ def node(
             namespace,
             redis_pool_size,
             redis_pool_timeout,
+            events_grace,
         ),
         log=opt.log_config(log_level, logdy),
         comfy_url=comfy_url,

@@ -11,6 +11,7 @@ import typer
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from comfyfleet.config import (
+    DEFAULT_EVENTS_GRACE_MS,
     DEFAULT_REDIS_POOL_SIZE,
     DEFAULT_REDIS_POOL_TIMEOUT_S,
     BlobConfig,
@@ -64,6 +65,16 @@ RedisPoolTimeout = Annotated[
         "unavailable (the balancer then answers 503 with Retry-After).",
     ),
 ]
+EventsGrace = Annotated[
+    float,
+    typer.Option(
+        "--events-grace",
+        envvar="COMFYFLEET_EVENTS_GRACE",
+        min=0.1,
+        help="Seconds a finished job's event stream is kept for live followers (and the "
+        "native /ws replays ended prompts); then its log lives on folded into the job.",
+    ),
+]
 Namespace = Annotated[
     str,
     typer.Option("--namespace", envvar="COMFYFLEET_NAMESPACE", help="Redis key prefix."),
@@ -95,12 +106,14 @@ def redis_config(
     namespace: str,
     pool_size: int = DEFAULT_REDIS_POOL_SIZE,
     pool_timeout_s: float = DEFAULT_REDIS_POOL_TIMEOUT_S,
+    events_grace_s: float = DEFAULT_EVENTS_GRACE_MS / 1000,
 ) -> RedisConfig:
     return RedisConfig(
         url=redis_url_from_parts(url, host, port, password, db),
         namespace=namespace,
         pool_size=pool_size,
         pool_timeout_s=pool_timeout_s,
+        events_grace_ms=round(events_grace_s * 1000),
     )
 
 

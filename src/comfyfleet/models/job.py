@@ -2,9 +2,17 @@
 
 A job lives in Redis as one HASH (see `store.keys`). Scalar fields are stored as strings,
 structured fields (params, graph, outputs, error, history) as JSON strings, so Lua scripts
-can change single fields atomically without reading the whole job into Python. Every field
-with a value is written, defaults included, beside `schema_version`; a None field is left
-out (scripts later write '' for one they clear; both read back as None).
+can change single fields atomically without reading the whole job into Python. A field
+the hash would only repeat is left out, since every byte of a job stays in Redis for the
+whole retention (`to_fields`/`from_fields` are the one mapping, both ways):
+- `id`: it is in the key; readers pass it (scripts answer it beside the hash);
+- `schema_version` while it is IMPLIED_SCHEMA_VERSION (a later version is written);
+- `params`, `metadata` while empty, `cancel_requested` while false;
+- `updated_ms` while it equals `finished_ms` (a finished job) or `created_ms` (a job not
+  changed since it was queued);
+- a None field (scripts later write '' for one they clear; both read back as None).
+The hash also holds FOLDED_LOG, the job's event log once it ended (store/events.py), which
+is not a field of the model.
 
 Times are integer milliseconds since the epoch; `None` means "not yet".
 """
@@ -19,6 +27,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
+# The version a hash without `schema_version` has: fixed, so that a later SCHEMA_VERSION is
+# written out while hashes of this one still read as this one.
+IMPLIED_SCHEMA_VERSION = 1
+# The job hash field holding the folded event log of a finished job (lua/_lib.lua fold_log).
+FOLDED_LOG = "events"
 DEFAULT_POOL = "default"
 # Jobs written before owners were recorded, and jobs submitted with auth switched off.
 DEFAULT_OWNER = "admin"
@@ -240,13 +253,13 @@ class Job(BaseModel):
         return self.status.is_terminal
 
     def to_fields(self) -> dict[str, str]:
-        """The Redis hash form: every field that has a value, defaults included; a field
-        that is None is left out (absent and '' both read as None), since each field of a
-        queued job costs Redis memory."""
+        """The Redis hash form: every field that has a value, less those the module's
+        docstring lists (from_fields reads them back), since each field costs Redis memory
+        for as long as the job is kept."""
         data = self.model_dump(mode="json")
         out: dict[str, str] = {}
         for name, value in data.items():
-            if value is None:
+            if value is None or _implied(name, value, data):
                 continue
             if name in _JSON_FIELDS:
                 out[name] = orjson.dumps(value).decode()
@@ -257,10 +270,12 @@ class Job(BaseModel):
         return out
 
     @classmethod
-    def from_fields(cls, raw: Mapping[str, str]) -> Job:
-        """Parse the Redis hash form (see `store.scripts.fields_of` for a raw reply);
-        unknown fields are ignored so an older reader survives a newer writer."""
-        data: dict[str, Any] = {}
+    def from_fields(cls, raw: Mapping[str, str], job_id: str | None = None) -> Job:
+        """Parse the Redis hash form (see `store.scripts.fields_of` for a raw reply) of the
+        job `job_id` (None: the hash names it, as a script's answer does, or as hashes
+        written before ids were left out did); unknown fields are ignored so an older reader
+        survives a newer writer."""
+        data: dict[str, Any] = {"id": job_id}
         for name in cls.model_fields:
             if name not in raw:
                 continue
@@ -282,4 +297,23 @@ class Job(BaseModel):
         for name in ("schema_version", "priority", "attempts", "max_attempts", "seq"):
             if data.get(name) is None:
                 data.pop(name, None)
+        data.setdefault("schema_version", IMPLIED_SCHEMA_VERSION)
+        data.setdefault("cancel_requested", False)
+        if data.get("updated_ms") is None:
+            data["updated_ms"] = data.get("finished_ms") or data.get("created_ms") or 0
         return cls.model_validate(data)
+
+
+def _implied(name: str, value: Any, data: Mapping[str, Any]) -> bool:
+    """Whether `to_fields` leaves the field out, as from_fields infers its value."""
+    if name == "id":
+        return True
+    if name == "schema_version":
+        return bool(value == IMPLIED_SCHEMA_VERSION)
+    if name in ("params", "metadata"):
+        return not value
+    if name == "cancel_requested":
+        return value is False
+    if name == "updated_ms":
+        return bool(value == (data.get("finished_ms") or data.get("created_ms") or 0))
+    return False

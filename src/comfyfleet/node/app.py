@@ -95,7 +95,7 @@ class _Parts:
 async def _build(cfg: NodeConfig, node_id: str) -> _Parts:
     redis = connect(cfg.redis)
     keys = Keys(cfg.redis.namespace)
-    store = JobStore(redis, keys)
+    store = JobStore(redis, keys, events_grace_ms=cfg.redis.events_grace_ms)
     blobs = await open_blob_store(cfg.blobs, redis, keys)
     # A ComfyUI run by the node listens on a loopback port chosen once per node life.
     child_port = free_port(CHILD_HOST) if cfg.comfy_cmd else None

@@ -9,6 +9,16 @@ A queued job has no stream yet (an empty one costs ~4.8 KB of Redis): the job's 
 after `queued` opens it, writing the deferred `queued` event first with the id
 `<created_ms>-0` (open_log in lua/_lib.lua). Until then `read` from the start shows that
 same event, built from the job's hash, so readers see one log before and after.
+
+A finished job keeps no stream either: the script that ends it folds the log into the job
+hash (field FOLDED_LOG, fold_log in lua/_lib.lua) and lets the stream expire after a grace
+(RedisConfig.events_grace_ms, a minute: the time live followers have to read the end, and
+the native /ws replays an ended prompt), so that readers blocked on the stream are woken
+by the end rather than stranded on a deleted key. Readers read the stream while it exists
+and the folded log once it is gone: the same ids, the same events, less the kinds only live
+followers use (docs/design.md "State in Redis"), with the deferred `queued` event rebuilt from
+the hash and the terminal event's `outputs` from the hash's. A cursor (Last-Event-ID) taken
+from either resumes in the other.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import NotFound
+from comfyfleet.models.job import FOLDED_LOG, JobStatus
 from comfyfleet.models.retry import Backoff
 from comfyfleet.store.connect import SOCKET_TIMEOUT_S
 from comfyfleet.store.keys import Keys
@@ -43,6 +54,11 @@ PUBSUB_READ_S = 1.0
 # Cursors that mean "from the start of the log".
 LOG_START = frozenset({"0", "0-0"})
 RESUBSCRIBE_BACKOFF = Backoff(base_ms=50, cap_ms=2_000, jitter=False)
+# The job hash fields a read looks at beside the stream: the deferred `queued` event's and
+# the folded log.
+_LOG_FIELDS = ("created_ms", "pool", "priority", "seq", FOLDED_LOG)
+
+Entry = tuple[str, dict[str, Any]]
 
 
 def decode_event(fields: Mapping[Any, Any] | None) -> dict[str, Any]:
@@ -50,6 +66,35 @@ def decode_event(fields: Mapping[Any, Any] | None) -> dict[str, Any]:
     raw = {text(k): text(v) for k, v in (fields or {}).items()}
     data = orjson.loads(raw["data"]) if raw.get("data") else {}
     return {**data, "type": raw.get("type", "")}
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    """A stream id ("ms-seq", or "ms") as a pair that orders like Redis orders them."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def queued_event(fields: list[Any]) -> Entry | None:
+    """The deferred `queued` event (as open_log in lua/_lib.lua writes it) from the job's
+    _LOG_FIELDS; None for an unknown job."""
+    if fields[0] is None:
+        return None
+    created, pool, priority, seq = (text(value) for value in fields[:4])
+    event = {"status": "queued", "pool": pool, "priority": int(priority), "seq": int(seq),
+             "at_ms": int(created), "type": "state"}  # fmt: skip
+    return f"{created}-0", event
+
+
+def unfold(queued: Entry | None, folded: str, outputs: str | None) -> list[Entry]:
+    """A finished job's whole log from its folded form (see fold_log in lua/_lib.lua):
+    the deferred `queued` event, then the folded entries; a `succeeded` event gets the
+    job's `outputs` (JSON text) back."""
+    out = [queued] if queued is not None else []
+    for entry_id, kind, data in orjson.loads(folded):
+        if kind == "state" and data.get("status") == JobStatus.SUCCEEDED:
+            data["outputs"] = orjson.loads(outputs) if outputs else []
+        out.append((entry_id, {**data, "type": kind}))
+    return out
 
 
 class EventLog:
@@ -88,55 +133,57 @@ class EventLog:
 
     async def read(
         self, job_id: str, *, after: str, count: int, block_ms: int | None
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> list[Entry]:
         """Up to `count` events after stream id `after` ("0": from the start), oldest first.
         With `block_ms` (ms), wait that long for a first event when none is there yet;
         None or 0: return at once."""
         key = self.keys.events(job_id)
-        if after in LOG_START:
-            deferred = await self._deferred_queued(job_id)
-            if deferred is not None:
-                return [deferred]
-        if not block_ms:
-            return self.entries(await self.redis.xread({key: after}, count=count))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xread({key: after}, count=count)
+            pipe.exists(key)
+            pipe.hmget(self.keys.job(job_id), *_LOG_FIELDS)
+            reply, exists, fields = await pipe.execute()
+        if not exists:
+            if fields[4] is not None:
+                return await self._folded(job_id, fields, after, count)
+            if after in LOG_START and (queued := queued_event(fields)) is not None:
+                return [queued]
+        if reply or not block_ms:
+            return self.entries(reply)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block_ms / 1000
-        while True:
-            left_ms = int((deadline - loop.time()) * 1000)
-            if left_ms <= 0:
-                return []
+        while (left_ms := int((deadline - loop.time()) * 1000)) > 0:
             reply = await self.redis.xread(
                 {key: after}, count=count, block=min(left_ms, BLOCK_SLICE_MS)
             )
             if reply:
                 return self.entries(reply)
+            # Nothing came: the stream may have expired meanwhile, its log folded.
+            folded = await self.redis.hmget(self.keys.job(job_id), *_LOG_FIELDS)
+            if folded[4] is not None and not await self.redis.exists(key):
+                return await self._folded(job_id, folded, after, count)
+        return []
 
-    async def _deferred_queued(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The `queued` event of a job whose log is not opened yet, as the log will hold it
-        (enqueue defers it: see open_log in lua/_lib.lua); None once the log exists, or
-        for an unknown job."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.keys.events(job_id))
-            pipe.hmget(self.keys.job(job_id), "created_ms", "pool", "priority", "seq")
-            exists, fields = await pipe.execute()
-        if exists or fields[0] is None:
-            return None
-        created, pool, priority, seq = (text(value) for value in fields)
-        event = {"status": "queued", "pool": pool, "priority": int(priority), "seq": int(seq),
-                 "at_ms": int(created), "type": "state"}  # fmt: skip
-        return f"{created}-0", event
+    async def _folded(self, job_id: str, fields: list[Any], after: str, count: int) -> list[Entry]:
+        """Up to `count` events after `after` from the folded log (`fields`: _LOG_FIELDS)."""
+        outputs = await self.redis.hget(self.keys.job(job_id), "outputs")
+        entries = unfold(queued_event(fields), text(fields[4]),
+                         text(outputs) if outputs is not None else None)  # fmt: skip
+        cursor = stream_id(after)
+        return [entry for entry in entries if stream_id(entry[0]) > cursor][:count]
 
     async def last(self, job_id: str, kind: str) -> dict[str, Any] | None:
         """The newest event of type `kind` among the last LAST_EVENT_SCAN events, or None."""
         entries = await self.redis.xrevrange(self.keys.events(job_id), count=LAST_EVENT_SCAN)
-        for _entry_id, fields in entries or []:
-            event = decode_event(fields)
-            if event["type"] == kind:
-                return event
-        return None
+        events = [decode_event(fields) for _entry_id, fields in entries or []]
+        if not events:
+            # No stream: a folded log (or a queued job's deferred `queued` event).
+            folded = await self.read(job_id, after="0", count=self.maxlen, block_ms=None)
+            events = [event for _entry_id, event in reversed(folded[-LAST_EVENT_SCAN:])]
+        return next((event for event in events if event["type"] == kind), None)
 
     @staticmethod
-    def entries(reply: Any) -> list[tuple[str, dict[str, Any]]]:
+    def entries(reply: Any) -> list[Entry]:
         if not reply:
             return []
         _stream, entries = reply[0]

@@ -26,7 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from comfyfleet.clock import SYSTEM_CLOCK, Clock
-from comfyfleet.config import RedisConfig
+from comfyfleet.config import DEFAULT_EVENTS_GRACE_MS, RedisConfig
 from comfyfleet.errors import (
     BadRequest,
     ComfyfleetError,
@@ -153,6 +153,7 @@ class JobStore:
         retention_ms: int = DEFAULT_RETENTION_MS,
         idempotency_ttl_ms: int = DEFAULT_IDEMPOTENCY_TTL_MS,
         events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        events_grace_ms: int = DEFAULT_EVENTS_GRACE_MS,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -160,9 +161,9 @@ class JobStore:
         self.retention_ms = retention_ms
         self.idempotency_ttl_ms = idempotency_ttl_ms
         self.events_maxlen = events_maxlen
-        self._scripts = JobScripts(
-            redis, Namespace.of(keys, events_maxlen=events_maxlen, retention_ms=retention_ms)
-        )
+        context = Namespace.of(keys, events_maxlen=events_maxlen, retention_ms=retention_ms,
+                               events_grace_ms=events_grace_ms)  # fmt: skip
+        self._scripts = JobScripts(redis, context)
         self._events = EventLog(redis, keys, maxlen=events_maxlen)
         self._wake = WakeListener(redis, keys.wake_channel)
         self._status_keys = [keys.jobs_by_status(s) for s in STATUS_ORDER]
@@ -443,7 +444,7 @@ class JobStore:
     @guarded
     async def get(self, job_id: str) -> Job | None:
         fields = await self.redis.hgetall(self.keys.job(job_id))
-        return Job.from_fields(fields_of(fields)) if fields else None
+        return Job.from_fields(fields_of(fields), job_id) if fields else None
 
     @guarded
     async def owner_of(self, job_id: str) -> str | None:
@@ -507,7 +508,8 @@ class JobStore:
                 for index in (self.keys.jobs, *self._status_keys, *owners):
                     pipe.zrem(index, *gone)
                 await pipe.execute()
-        jobs = [Job.from_fields(fields_of(fields)) for fields in rows if fields]
+        jobs = [Job.from_fields(fields_of(fields), job_id)
+                for job_id, fields in zip(ids, rows, strict=True) if fields]  # fmt: skip
         # A job may have moved on between the index read and the load: list it as it is now.
         return [job for job in jobs if status is None or job.status is status]
 
@@ -607,7 +609,7 @@ class JobStore:
                            block=min(left_ms, BLOCK_SLICE_MS))  # fmt: skip
                 pipe.hgetall(self.keys.job(job_id))
                 reply, fields = await pipe.execute()
-            job = Job.from_fields(fields_of(fields)) if fields else None
+            job = Job.from_fields(fields_of(fields), job_id) if fields else None
             if reply or job is None:
                 return EventLog.entries(reply), job
         return [], job if job is not None else await self.get(job_id)

@@ -36,6 +36,7 @@ from comfyfleet.errors import (
 from comfyfleet.models.job import (
     ANY_CAPABILITY,
     DEFAULT_OWNER,
+    FOLDED_LOG,
     MAX_PRIORITY,
     Job,
     JobErrorCode,
@@ -156,9 +157,12 @@ class Namespace:
     usage_keep_ms: int
     events_maxlen: int
     retention_ms: int
+    events_grace_ms: int
 
     @classmethod
-    def of(cls, keys: Keys, *, events_maxlen: int, retention_ms: int) -> Namespace:
+    def of(
+        cls, keys: Keys, *, events_maxlen: int, retention_ms: int, events_grace_ms: int
+    ) -> Namespace:
         return cls(
             job_prefix=keys.job_prefix(),
             events_prefix=keys.events_prefix(),
@@ -180,6 +184,7 @@ class Namespace:
             usage_keep_ms=USAGE_KEEP_DAYS * DAY_MS,
             events_maxlen=events_maxlen,
             retention_ms=retention_ms,
+            events_grace_ms=events_grace_ms,
         )
 
 
@@ -270,6 +275,7 @@ def source(name: str) -> str:
     constants += f"local DEFAULT_OWNER = '{DEFAULT_OWNER}'\nlocal ANY_CLASS = '{ANY_CAPABILITY}'\n"
     constants += f"local NO_DIGEST = '{NO_DIGEST}'\nlocal SYSTEM_VT = '{SYSTEM_VT}'\n"
     constants += f"local DEFAULT_COST_MS = {DEFAULT_COST_MS}\nlocal COST_EWMA = {COST_EWMA}\n"
+    constants += f"local FOLDED_LOG = '{FOLDED_LOG}'\n"
     from comfyfleet.store import histograms  # it uses this module's helpers
 
     constants += histograms.lua_bounds() + _lua_codes()

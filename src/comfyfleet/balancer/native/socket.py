@@ -8,11 +8,15 @@ through replica B, and a new prompt wakes it like a new event does. Frames come 
 count of unfinished prompts.
 
 Reconnects: a socket (re)opened with a client id looks back `LOOKBACK_MS` in the client's
-feed and replays each prompt found there that has not ended, or ended less than
-`REPLAY_ENDED_MS` before, from the start of its log. So a client that reconnects (or
-connects only after posting) still sees the end of its prompt; it may see that prompt's
-earlier frames twice, which ComfyUI clients filter by prompt_id anyway. ComfyUI itself
-sends nothing of a prompt that ended while no socket was there.
+feed and replays each prompt found there that has not ended, or ended less than the events
+grace before (RedisConfig.events_grace_ms, a minute: as long as the prompt's stream is
+kept), from the start of its log. So a client that reconnects (or connects only after
+posting) still sees the end of its prompt; it may see that prompt's earlier frames twice,
+which ComfyUI clients filter by prompt_id anyway. ComfyUI itself sends nothing of a prompt
+that ended while no socket was there. An ended prompt is replayed through the job store
+rather than the blocking read: its stream may expire at any moment, and the store then
+reads the log folded into the job (which lacks the `executed` frames' events; the outputs
+are in /history).
 
 Each socket holds one of the live slots the SSE streams share (events_api.Live), bounded
 per process and per caller.
@@ -30,6 +34,7 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
+from comfyfleet.balancer.appkeys import CONFIG
 from comfyfleet.balancer.events_api import LIVE, TooManyStreams
 from comfyfleet.balancer.native.frames import Frame, Preview, PromptFrames, Status
 from comfyfleet.balancer.native.queues import remaining
@@ -40,10 +45,10 @@ from comfyfleet.web.auth import Principal, caller_of, principal_of
 
 log = structlog.get_logger(__name__)
 
-# How far back a new socket looks in its client's feed (ms), and how long after its end a
-# prompt found there is still replayed (ms).
+# How far back a new socket looks in its client's feed (ms).
 LOOKBACK_MS = 3600 * 1000
-REPLAY_ENDED_MS = 60 * 1000
+# Most events of an ended prompt one replay read takes.
+REPLAY_READ = 100
 # One blocking read's longest wait (ms): bounds how late a closed socket is noticed.
 READ_BLOCK_MS = 1000
 # Binary frame types (ComfyUI's protocol).
@@ -62,7 +67,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         ws = web.WebSocketResponse()
         session = Session(ws, principal_of(request), client_id,
-                          PromptFeed(live.store.redis, live.store.keys), live)  # fmt: skip
+                          PromptFeed(live.store.redis, live.store.keys), live,
+                          request.app[CONFIG].redis.events_grace_ms)  # fmt: skip
         # The first status tells the queue as it was when the client connected: counted
         # before the handshake completes, as a client may post at once after it.
         first = await session.connect()
@@ -77,7 +83,7 @@ class Session:
     """One socket: follows the client's prompts and sends their frames."""
 
     def __init__(self, ws: web.WebSocketResponse, principal: Principal, client_id: str,
-                 feed: PromptFeed, live: Any) -> None:  # fmt: skip
+                 feed: PromptFeed, live: Any, replay_ended_ms: int) -> None:  # fmt: skip
         self.ws = ws
         self.principal = principal
         self.client_id = client_id
@@ -89,6 +95,8 @@ class Session:
         self.cursors: dict[str, str] = {}
         self.metadata_previews = False
         self.connected_ms = 0
+        # How long after its end a prompt found in the feed is still replayed (ms).
+        self.replay_ended_ms = replay_ended_ms
 
     async def connect(self) -> int:
         """Note the time of connection; answer the queue count of the first status."""
@@ -144,16 +152,32 @@ class Session:
         if job is None or job.owner != self.principal.label:
             return
         ended_long_ago = job.is_terminal and (job.finished_ms or 0) < (
-            self.connected_ms - REPLAY_ENDED_MS
+            self.connected_ms - self.replay_ended_ms
         )
         if ended_long_ago:
             return
         frames = PromptFrames(job.id, output_subfolder=job.id)
-        self.prompts[self.feed.events_key(job.id)] = frames
-        self.cursors[self.feed.events_key(job.id)] = "0"
         # ComfyUI sends a status as a prompt is queued; its log shows `queued` only once
         # a node takes it (store/events.py), so say it now.
         await self._frames(frames.feed({"type": "state", "status": "queued"}))
+        if job.is_terminal:
+            await self._replay(job.id, frames)
+            return
+        self.prompts[self.feed.events_key(job.id)] = frames
+        self.cursors[self.feed.events_key(job.id)] = "0"
+
+    async def _replay(self, job_id: str, frames: PromptFrames) -> None:
+        """Send the frames of an ended prompt's whole log, stream or folded (see the
+        module's docstring)."""
+        cursor = "0"
+        while not frames.ended and not self.ws.closed:
+            events = await self.store.events(job_id, after=cursor, count=REPLAY_READ)
+            if not events:
+                return
+            cursor = events[-1][0]
+            for entry_id, event in events:
+                event.setdefault("at_ms", int(entry_id.split("-")[0]))
+                await self._frames(frames.feed(event))
 
     async def _event(self, stream: str, event: dict[str, Any]) -> None:
         frames = self.prompts.get(stream)

@@ -354,34 +354,69 @@ local function kept_entries(entries)
   return oldest_first
 end
 
--- Shrink a finished job's log to what a reader replaying it needs (docs/design.md, "Event
--- log"): the kept entries are written again under their own ids, so Last-Event-ID still
--- resumes anywhere, and the stream is dumped and restored, which sizes it exactly (Redis
--- grows a stream's node to 4 KB ahead of need and never gives that back). The log then
--- expires with the job, after the retention. A Redis that refuses DUMP/RESTORE keeps the
--- rewritten stream as it is.
-local function compact_log(events_key)
+-- Event kinds a finished job's folded log leaves out (docs/design.md, "State in Redis"): they
+-- are for live followers, and the native /ws, which replays an ended prompt only while its
+-- stream lives. A reader of a long-finished job finds what they said in the job itself
+-- (outputs, history) or needs none of it.
+local UNFOLDED_KINDS = {
+  submitted = true, executing = true, executed = true, progress = true, preview = true,
+  lease = true,
+}
+
+-- The job's log as it is kept once its stream expires: the FOLDED_LOG field of the job hash,
+-- a JSON array of [id, type, data] (data verbatim from the stream, so cjson never turns a []
+-- into {}), minus the deferred `queued` event (rebuilt from the hash like before the log
+-- was opened) and the UNFOLDED_KINDS. The entry `last_id` is folded as `last_data` (the
+-- terminal `state` event without its outputs, which the hash holds). store/events.py reads
+-- it back as the stream's own entries, under the same ids.
+local function fold_log(job_key, entries, last_id, last_data)
+  local deferred = (redis.call('HGET', job_key, 'created_ms') or '') .. '-0'
+  local parts = {}
+  for _, entry in ipairs(entries) do
+    local id = entry[1]
+    local kind, data = entry_fields(entry[2])
+    if id == last_id then
+      data = last_data
+    end
+    if kind and not UNFOLDED_KINDS[kind] and not (id == deferred and kind == 'state') then
+      parts[#parts + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(kind) .. ','
+        .. (data or '{}') .. ']'
+    end
+  end
+  redis.call('HSET', job_key, FOLDED_LOG, '[' .. table.concat(parts, ',') .. ']')
+end
+
+-- End a finished job's log: fold it into the job hash (fold_log), and shrink the stream to
+-- what a reader replaying it during the grace needs: the kept entries are written again
+-- under their own ids, so Last-Event-ID still resumes anywhere, and the stream is dumped and
+-- restored, which sizes it exactly (Redis grows a stream's node to 4 KB ahead of need and
+-- never gives that back). The stream then expires after NS.events_grace_ms -- it is not
+-- deleted here: an XREAD blocked on a deleted key is never woken, while this rewrite wakes
+-- it like an XADD. A Redis that refuses DUMP/RESTORE keeps the rewritten stream as it is.
+local function compact_log(events_key, job_key, last_id, last_data)
   local entries = redis.call('XRANGE', events_key, '-', '+')
   if #entries == 0 then
     return
   end
+  fold_log(job_key, entries, last_id, last_data)
   local kept = kept_entries(entries)
   redis.call('DEL', events_key)
   for _, entry in ipairs(kept) do
     redis.call('XADD', events_key, entry[1], unpack(entry[2]))
   end
   local dumped, payload = pcall(redis.call, 'DUMP', events_key)
-  if not dumped or not pcall(redis.call, 'RESTORE', events_key, NS.retention_ms, payload,
+  if not dumped or not pcall(redis.call, 'RESTORE', events_key, NS.events_grace_ms, payload,
       'REPLACE') then
-    redis.call('PEXPIRE', events_key, NS.retention_ms)
+    redis.call('PEXPIRE', events_key, NS.events_grace_ms)
   end
 end
 
--- Append a job's `state` event; once the status is terminal, compact its log.
-local function emit_state(events_key, status, data_json)
+-- Append a job's `state` event; once the status is terminal, end its log (compact_log).
+-- `folded_json`: the event's data as the folded log keeps it (nil: data_json).
+local function emit_state(events_key, job_key, status, data_json, folded_json)
   local id = emit(events_key, 'state', data_json)
   if TERMINAL[status] then
-    compact_log(events_key)
+    compact_log(events_key, job_key, id, folded_json or data_json)
   end
   return id
 end
@@ -450,11 +485,13 @@ local function drop_empty_fields(job_key)
   redis.call('HDEL', job_key, unpack(empty))
 end
 
--- End a job: stamp it and let its hash expire after the retention (its event log expires
--- with it once the terminal `state` event compacts it: emit_state).
+-- End a job: stamp it and let its hash expire after the retention (its event log is folded
+-- into it by the terminal `state` event: emit_state). updated_ms goes: it equals finished_ms,
+-- which models/job.py reads in its place.
 local function finish(job_key, job_id, status, now)
   set_status(job_key, job_id, status)
-  redis.call('HSET', job_key, 'finished_ms', now, 'updated_ms', now)
+  redis.call('HSET', job_key, 'finished_ms', now)
+  redis.call('HDEL', job_key, 'updated_ms')
   drop_empty_fields(job_key)
   redis.call('PEXPIRE', job_key, NS.retention_ms)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
@@ -467,8 +504,17 @@ local function finish(job_key, job_id, status, now)
   end
 end
 
-local function reply_job(job_key)
-  return { 'ok', redis.call('HGETALL', job_key) }
+-- A job's hash as a script answers it: HGETALL plus its `id`, which the hash does not
+-- repeat (it is in the key).
+local function job_fields(job_key, job_id)
+  local fields = redis.call('HGETALL', job_key)
+  fields[#fields + 1] = 'id'
+  fields[#fields + 1] = job_id
+  return fields
+end
+
+local function reply_job(job_key, job_id)
+  return { 'ok', job_fields(job_key, job_id) }
 end
 
 -- Take a running job back from a node that stopped working on it (its lease expired, or the
@@ -505,7 +551,7 @@ local function take_back(job_id, f, outcome, message, ctx)
     redis.call('HINCRBY', ctx.stats_key, 'failed', 1)
     event.status = 'failed'
   end
-  emit_state(events_key, event.status, json_object(event, { error = error_json }))
+  emit_state(events_key, job_key, event.status, json_object(event, { error = error_json }))
   return event.status
 end
 

@@ -32,10 +32,11 @@ local function job_labels(job_key, ...)
 end
 
 -- A claim: how long the job waited since it (re)entered the queue or its retry backoff
--- (its updated_ms, which every requeue and backoff stamps).
+-- (its updated_ms, which every requeue and backoff stamps; a job never requeued has none,
+-- and its created_ms is the time).
 local function observe_claim(job_key, now)
-  local workflow, pool, f = job_labels(job_key, 'updated_ms')
-  local since = tonumber(f[3])
+  local workflow, pool, f = job_labels(job_key, 'updated_ms', 'created_ms')
+  local since = tonumber(f[3]) or tonumber(f[4])
   if since then
     observe('queue_wait', workflow, pool, math.max(0, tonumber(now) - since) / 1000)
   end

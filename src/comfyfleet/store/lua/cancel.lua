@@ -22,7 +22,7 @@ if f[1] == 'queued' then
   redis.call('ZREM', KEYS[7], job_id)
   finish(job_key, job_id, 'cancelled', now)
   redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
-  emit_state(events_key, 'cancelled', json_object({ status = 'cancelled', at_ms = now }))
+  emit_state(events_key, job_key, 'cancelled', json_object({ status = 'cancelled', at_ms = now }))
 elseif f[1] == 'running' then
   if f[3] ~= '1' then
     redis.call('HSET', job_key, 'cancel_requested', '1', 'updated_ms', now)
@@ -31,4 +31,4 @@ elseif f[1] == 'running' then
   -- Published on every call: a repeated cancel re-sends the hint a node may have missed.
   redis.call('PUBLISH', NS.cancel_channel, job_id)
 end
-return reply_job(job_key)
+return reply_job(job_key, job_id)

@@ -142,6 +142,6 @@ while #claimed < capacity do
   emit(events_prefix .. job_id, 'state', json_object(
     { status = 'running', node_id = node_id, attempt = attempt, lease_deadline_ms = deadline,
       at_ms = now }))
-  claimed[#claimed + 1] = redis.call('HGETALL', job_key)
+  claimed[#claimed + 1] = job_fields(job_key, job_id)
 end
 return claimed

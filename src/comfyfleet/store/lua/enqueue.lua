@@ -31,7 +31,7 @@ if KEYS[14] then
   local existing = redis.call('GET', KEYS[14])
   -- A key whose job already expired (retention) no longer protects anything: reuse it.
   if existing and redis.call('EXISTS', NS.job_prefix .. existing) == 1 then
-    return { 'exists', redis.call('HGETALL', NS.job_prefix .. existing) }
+    return { 'exists', job_fields(NS.job_prefix .. existing, existing) }
   end
 end
 if redis.call('EXISTS', job_key) == 1 then
@@ -64,7 +64,8 @@ for name, value in pairs(A.fields) do
 end
 redis.call('HSET', job_key, unpack(fields))
 local seq = redis.call('INCR', KEYS[9])
-redis.call('HSET', job_key, 'seq', seq, 'created_ms', now, 'updated_ms', now)
+-- No updated_ms: until the job changes it equals created_ms (models/job.py).
+redis.call('HSET', job_key, 'seq', seq, 'created_ms', now)
 set_status(job_key, job_id, 'queued')
 
 push_job(job_key, job_id)
@@ -81,4 +82,4 @@ redis.call('PUBLISH', NS.wake_channel, A.fields.pool)
 -- a read of its own was a round trip.
 local f = redis.call('HMGET', job_key, 'pool', 'capability', 'owner')
 local queue = queue_key(f[1], class_of(f[2]), owner_of(f[3]))
-return { 'ok', redis.call('HGETALL', job_key), redis.call('ZRANK', queue, job_id) }
+return { 'ok', job_fields(job_key, job_id), redis.call('ZRANK', queue, job_id) }

@@ -52,5 +52,5 @@ else
   redis.call('HINCRBY', KEYS[10], 'failed', 1)
   event.status = 'failed'
 end
-emit_state(events_key, event.status, json_object(event, { error = error_json }))
-return reply_job(job_key)
+emit_state(events_key, job_key, event.status, json_object(event, { error = error_json }))
+return reply_job(job_key, job_id)

@@ -20,6 +20,6 @@ append_history(job_key, node_id, now, 'cancelled', nil)
 drop_lease(job_key, job_id, KEYS[7], KEYS[8])
 finish(job_key, job_id, 'cancelled', now)
 redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
-emit_state(events_key, 'cancelled', json_object(
+emit_state(events_key, job_key, 'cancelled', json_object(
   { status = 'cancelled', node_id = node_id, attempt = attempt, at_ms = now }))
-return reply_job(job_key)
+return reply_job(job_key, job_id)

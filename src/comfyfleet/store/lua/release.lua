@@ -37,5 +37,5 @@ else
   redis.call('PUBLISH', NS.wake_channel, '')
   event.status = 'queued'
 end
-emit_state(events_key, event.status, json_object(event))
-return reply_job(job_key)
+emit_state(events_key, job_key, event.status, json_object(event))
+return reply_job(job_key, job_id)

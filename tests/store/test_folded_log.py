@@ -1,0 +1,140 @@
+"""A finished job's log after the events grace: its stream expires and readers get the log
+folded into the job hash -- the same events under the same ids, less the kinds only live
+followers use, with the deferred `queued` event and the terminal event's outputs rebuilt
+from the hash -- so a cursor taken from the stream resumes in the folded log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from comfyfleet.models.job import FOLDED_LOG, JobError, JobErrorCode, OutputRef
+from comfyfleet.store.events import stream_id
+from comfyfleet.store.jobs import JobStore
+from tests.support.waiting import until
+
+from .conftest import LEASE_MS, StoreFactory, spec
+from .test_compaction import run_an_attempt
+
+# Short enough for a test to wait out (ms).
+GRACE_MS = 200
+# What the folded log leaves out (docs/design.md "State in Redis").
+UNFOLDED = {"submitted", "executing", "executed", "progress", "preview", "lease"}
+Entry = tuple[str, dict[str, Any]]
+
+
+async def log(store: JobStore, job_id: str, after: str = "0") -> list[Entry]:
+    return await store.events(job_id, after=after, count=1000)
+
+
+async def stream_gone(store: JobStore, job_id: str) -> None:
+    key = store.keys.events(job_id)
+    await until(lambda: store.redis.exists(key), lambda n: n == 0, timeout_s=10,
+                what="the stream to expire after the grace")  # fmt: skip
+
+
+def folded_view(entries: list[Entry]) -> list[Entry]:
+    return [entry for entry in entries if entry[1]["type"] not in UNFOLDED]
+
+
+async def a_finished_job(store: JobStore) -> tuple[str, list[Entry], list[Entry]]:
+    """A job that failed once and succeeded on its second attempt, with every kind of
+    event; returns its id, its whole log just before the end, and its log just after."""
+    job, _ = await store.enqueue(spec(max_attempts=2, metadata={"k": "v"}))
+    await store.claim("a", lease_ms=LEASE_MS)
+    await run_an_attempt(store, job.id, "a")
+    await store.append_event(job.id, "cached", {"nodes": []})
+    error = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="gone", retryable=True)
+    await store.fail(job.id, "a", error)
+    await store.claim("b", lease_ms=LEASE_MS)
+    await run_an_attempt(store, job.id, "b")
+    await store.cancel(job.id)  # a cancel_requested event; the node completes anyway
+    full = await log(store, job.id)
+    outputs = [OutputRef(index=0, filename="o.png", size=3, sha256="ab", key="k/o.png")]
+    await store.complete(job.id, "b", outputs)
+    return job.id, full, await log(store, job.id)
+
+
+async def test_after_the_grace_the_log_reads_from_the_job_with_the_same_ids(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store(events_grace_ms=GRACE_MS)
+    job_id, _, during = await a_finished_job(store)
+    job_during = await store.get(job_id)
+    await stream_gone(store, job_id)
+
+    after = await log(store, job_id)
+    assert after == folded_view(during)
+    kinds = [event["type"] for _, event in after]
+    assert kinds == ["state", "state", "started", "cached", "state", "state", "started",
+                     "cancel_requested", "state"]  # fmt: skip
+    assert after[0] == during[0]  # the deferred `queued` event, rebuilt from the hash
+    end = after[-1][1]
+    assert end["status"] == "succeeded"
+    assert end["outputs"][0]["key"] == "k/o.png"  # from the hash's outputs
+    folded = orjson.loads(await store.redis.hget(store.keys.job(job_id), FOLDED_LOG) or b"")
+    assert "outputs" not in folded[-1][2]  # ...which the folded log does not repeat
+    assert await store.get(job_id) == job_during
+    assert await store.last_event(job_id, "state") == end
+    assert await store.last_event(job_id, "progress") is None
+
+
+async def test_a_cursor_from_the_stream_resumes_in_the_folded_log(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store(events_grace_ms=GRACE_MS)
+    job_id, full, during = await a_finished_job(store)
+    await stream_gone(store, job_id)
+    expected = folded_view(during)
+    # Every id a reader may hold: any event of the live log, kept or not, and a time.
+    cursors = [entry_id for entry_id, _ in full + during] + [f"{int(full[3][0][:13]) + 1}"]
+    for cursor in cursors:
+        resumed = await log(store, job_id, after=cursor)
+        assert resumed == [e for e in expected if stream_id(e[0]) > stream_id(cursor)], cursor
+    assert await log(store, job_id, after=expected[-1][0]) == []
+    first_two = await store.events(job_id, after="0", count=2)
+    assert first_two == expected[:2]
+
+
+async def test_a_job_cancelled_while_queued_folds_to_its_end(make_store: StoreFactory) -> None:
+    store = await make_store(events_grace_ms=GRACE_MS)
+    job, _ = await store.enqueue(spec())
+    await store.cancel(job.id)
+    during = await log(store, job.id)
+    await stream_gone(store, job.id)
+    assert await log(store, job.id) == during
+    assert [event["status"] for _, event in during] == ["queued", "cancelled"]
+
+
+async def test_a_reader_waiting_on_the_stream_is_woken_by_the_end(store: JobStore) -> None:
+    job, _ = await store.enqueue(spec())
+    await store.claim("a", lease_ms=LEASE_MS)
+    cursor = (await log(store, job.id))[-1][0]
+    waiting = asyncio.create_task(store.events(job.id, after=cursor, block_ms=10_000))
+    await until(lambda: store.redis.client_list(), lambda clients: any(
+        c.get("cmd") == "xread" and c.get("flags") == "b" for c in clients),
+        timeout_s=10, what="the reader to block")  # fmt: skip
+    await store.complete(job.id, "a", [])
+    woken = await asyncio.wait_for(waiting, 5)
+    assert [event.get("status") for _, event in woken] == ["succeeded"]
+
+
+async def test_the_finished_hash_repeats_nothing_and_stays_small(store: JobStore) -> None:
+    job, _ = await store.enqueue(spec())
+    queued = await store.redis.hgetall(store.keys.job(job.id))
+    await store.claim("a", lease_ms=LEASE_MS)
+    await run_an_attempt(store, job.id, "a")
+    await store.complete(job.id, "a", [])
+    fields = await store.redis.hgetall(store.keys.job(job.id))
+    repeated = {b"id", b"schema_version", b"params", b"metadata", b"cancel_requested",
+                b"updated_ms"}  # fmt: skip
+    assert repeated.isdisjoint(queued), queued.keys()
+    assert repeated.isdisjoint(fields), fields.keys()
+    assert await store.redis.object("encoding", store.keys.job(job.id)) == b"listpack"
+    finished = await store.get(job.id)
+    assert finished is not None
+    assert (finished.id, finished.schema_version, finished.cancel_requested) == (job.id, 1, False)
+    assert finished.updated_ms == finished.finished_ms
+    assert (finished.params, finished.metadata) == ({}, {})
