@@ -35,8 +35,8 @@ FILL_TIMEOUT_S = 300
 # the figure covers the fair-share structures as well as the queues' length.
 TENANTS = 100
 
-# KEYS: template job hash, template events, jobs index, queued index, seq, depth, fair set
-#       of the template's pool and class
+# KEYS: template job hash, template events, queued index, seq, depth, fair set of the
+#       template's pool and class
 # ARGV: first clone number, clones, job key prefix, events key prefix, tenant queue prefix
 #       ("{ns}:queue:<pool>:<class>:"), tenant record prefix, pool, tenants
 CLONE_LUA = """
@@ -47,7 +47,7 @@ local priority = tonumber(redis.call('HGET', KEYS[1], 'priority'))
 for n = tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1 do
   local id = 'fill' .. n
   local owner = 'bench:' .. (n % tonumber(ARGV[8]))
-  local seq = redis.call('INCR', KEYS[5])
+  local seq = redis.call('INCR', KEYS[4])
   for i = 1, #fields, 2 do
     local value = fields[i + 1]
     if fields[i] == 'id' then value = id elseif fields[i] == 'seq' then value = seq
@@ -58,13 +58,12 @@ for n = tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1 do
     redis.call('XADD', ARGV[4] .. id, '*', unpack(entry[2]))
   end
   redis.call('ZADD', ARGV[5] .. owner, (100 - priority) * 2^40 + seq, id)
-  redis.call('ZADD', KEYS[7], 'NX', 0, owner)
+  redis.call('ZADD', KEYS[6], 'NX', 0, owner)
   redis.call('HINCRBY', ARGV[6] .. owner, 'queued', 1)
-  redis.call('HINCRBY', KEYS[6], ARGV[7], 1)
+  redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
   redis.call('ZADD', KEYS[3], seq, id)
-  redis.call('ZADD', KEYS[4], seq, id)
 end
-return redis.call('HGET', KEYS[6], ARGV[7])
+return redis.call('HGET', KEYS[5], ARGV[7])
 """
 
 
@@ -78,7 +77,7 @@ async def _fill(redis: aioredis.Redis, keys: Keys, store: JobStore, total: int) 
     while made < total:
         batch = min(CLONE_BATCH, total - made)
         await clone(
-            keys=[keys.job(template.id), keys.events(template.id), keys.jobs,
+            keys=[keys.job(template.id), keys.events(template.id),
                   keys.jobs_by_status("queued"), keys.seq, keys.depth, keys.fair(pool, cls)],
             args=[made, batch, keys.job_prefix(), keys.events_prefix(),
                   keys.queue(pool, cls, ""), keys.tenant_prefix(), pool, TENANTS],

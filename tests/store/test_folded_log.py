@@ -1,7 +1,8 @@
 """A finished job's log after the events grace: its stream expires and readers get the log
 folded into the job hash -- the same events under the same ids, less the kinds only live
 followers use, with the deferred `queued` event and the terminal event's outputs rebuilt
-from the hash -- so a cursor taken from the stream resumes in the folded log."""
+from the hash -- so a cursor taken from the stream resumes in the folded log. The ending
+attempt's ComfyUI log lines move into the hash too, when few."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import orjson
 
-from comfyfleet.models.job import FOLDED_LOG, JobError, JobErrorCode, OutputRef
+from comfyfleet.blobs.naming import attempt_tag, output_key
+from comfyfleet.models.job import FOLDED_JOBLOG, FOLDED_LOG, JobError, JobErrorCode, OutputRef
 from comfyfleet.store.events import stream_id
+from comfyfleet.store.joblogs import JobLogStore
 from comfyfleet.store.jobs import JobStore
 from tests.support.waiting import until
 
@@ -138,3 +141,77 @@ async def test_the_finished_hash_repeats_nothing_and_stays_small(store: JobStore
     assert (finished.id, finished.schema_version, finished.cancel_requested) == (job.id, 1, False)
     assert finished.updated_ms == finished.finished_ms
     assert (finished.params, finished.metadata) == ({}, {})
+
+
+async def test_a_short_log_of_the_ending_attempt_moves_into_the_job(store: JobStore) -> None:
+    logs = JobLogStore(store.redis, store.keys)
+    job, _ = await store.enqueue(spec(max_attempts=2))
+    await store.claim("a", lease_ms=LEASE_MS)
+    await logs.append(job.id, 1, [{"n": 1, "text": "first attempt"}])
+    error = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="gone", retryable=True)
+    await store.fail(job.id, "a", error)
+    await store.claim("b", lease_ms=LEASE_MS)
+    lines = [{"n": n, "text": f"line {n}", "prompt_id": "p"} for n in (1, 2)]
+    await logs.append(job.id, 2, lines)
+    big = [{"n": n, "text": "x" * 300} for n in (1, 2, 3)]
+    other, _ = await store.enqueue(spec())
+    await store.claim("c", lease_ms=LEASE_MS)
+    await logs.append(other.id, 1, big)
+    await store.complete(job.id, "b", [])
+    await store.complete(other.id, "c", [])
+
+    # The ending attempt's short list is gone, held by the job; the earlier attempt's and
+    # a long one stay lists.
+    assert await store.redis.exists(store.keys.job_log(job.id, 2)) == 0
+    assert await store.redis.hexists(store.keys.job(job.id), f"{FOLDED_JOBLOG}2")
+    assert await store.redis.exists(store.keys.job_log(job.id, 1)) == 1
+    assert await store.redis.exists(store.keys.job_log(other.id, 1)) == 1
+    assert await logs.read(job.id, 2) == {1: [{"n": 1, "text": "first attempt"}], 2: lines}
+    assert await logs.read(other.id, 1) == {1: big}
+    # A line the node writes after the end joins them.
+    await logs.append(job.id, 2, [{"n": 3, "text": "late"}])
+    assert (await logs.read(job.id, 2))[2] == [*lines, {"n": 3, "text": "late"}]
+    assert await store.redis.object("encoding", store.keys.job(job.id)) == b"listpack"
+
+
+async def test_what_a_first_attempt_success_implies_is_not_stored(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store(events_grace_ms=GRACE_MS)
+    job, _ = await store.enqueue(spec(pool="p"))
+    (claimed,) = await store.claim("a", pools=["p"], lease_ms=LEASE_MS)
+    tag = attempt_tag(claimed.attempts, claimed.started_ms)
+    outputs = [OutputRef(index=i, filename=f"o{i}.png", size=3, sha256="ab",
+                         key=output_key("p", job.id, tag, i, f"o{i}.png"))
+               for i in (0, 1)]  # fmt: skip
+    done = await store.complete(job.id, "a", outputs)
+    fields = await store.redis.hgetall(store.keys.job(job.id))
+    assert b"history" not in fields
+    assert b'"key"' not in fields[b"outputs"]
+    assert done.outputs == outputs
+    assert [(r.attempt, r.node_id, r.started_ms, r.ended_ms, r.outcome, r.error)
+            for r in done.history] == [(1, "a", claimed.started_ms, done.finished_ms,
+                                        "succeeded", None)]  # fmt: skip
+    assert await store.get(job.id) == done
+    live = await log(store, job.id)
+    await stream_gone(store, job.id)
+    assert await log(store, job.id) == folded_view(live)
+    assert live[-1][1]["outputs"] == [o.model_dump(mode="json") for o in outputs]
+
+
+async def test_keys_of_another_attempt_and_a_retried_history_are_stored(
+    store: JobStore,
+) -> None:
+    job, _ = await store.enqueue(spec(max_attempts=2))
+    await store.claim("a", lease_ms=LEASE_MS)
+    error = JobError(code=JobErrorCode.COMFY_UNAVAILABLE, message="gone", retryable=True)
+    await store.fail(job.id, "a", error)
+    (claimed,) = await store.claim("b", lease_ms=LEASE_MS)
+    stale = output_key(claimed.pool, job.id, attempt_tag(1, claimed.started_ms), 0, "o.png")
+    outputs = [OutputRef(index=0, filename="o.png", size=3, key=stale)]
+    done = await store.complete(job.id, "b", outputs)
+    fields = await store.redis.hgetall(store.keys.job(job.id))
+    assert stale.encode() in fields[b"outputs"]
+    assert [r.outcome for r in done.history] == ["failed", "succeeded"]
+    assert await store.get(job.id) == done
+    assert done.outputs == outputs

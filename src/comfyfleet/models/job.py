@@ -7,19 +7,24 @@ the hash would only repeat is left out, since every byte of a job stays in Redis
 whole retention (`to_fields`/`from_fields` are the one mapping, both ways):
 - `id`: it is in the key; readers pass it (scripts answer it beside the hash);
 - `schema_version` while it is IMPLIED_SCHEMA_VERSION (a later version is written);
-- `params`, `metadata` while empty, `cancel_requested` while false;
+- `params`, `metadata`, `outputs`, `history` while empty, `cancel_requested` while false;
 - `updated_ms` while it equals `finished_ms` (a finished job) or `created_ms` (a job not
   changed since it was queued);
+- `history` of a job that succeeded at its first attempt (complete.lua; derived from
+  node_id, started_ms and finished_ms), and an output's `key` while it is the blob name
+  of the attempt that stored it (`stored_outputs`; derived from pool, attempts and
+  started_ms);
 - a None field (scripts later write '' for one they clear; both read back as None).
-The hash also holds FOLDED_LOG, the job's event log once it ended (store/events.py), which
-is not a field of the model.
+The hash also holds FOLDED_LOG, the job's event log once it ended (store/events.py), and
+FOLDED_JOBLOG<n>, its last attempt's ComfyUI log lines when few (store/joblogs.py), which
+are not fields of the model.
 
 Times are integer milliseconds since the epoch; `None` means "not yet".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +37,12 @@ SCHEMA_VERSION = 1
 IMPLIED_SCHEMA_VERSION = 1
 # The job hash field holding the folded event log of a finished job (lua/_lib.lua fold_log).
 FOLDED_LOG = "events"
+# The job hash field (FOLDED_JOBLOG + attempt number) holding the ComfyUI log lines of the
+# attempt that ended the job, moved out of their list when they take at most
+# FOLDED_JOBLOG_MAX bytes (lua/_lib.lua fold_joblog; under hash-max-listpack-value, 1024,
+# so the hash stays a listpack).
+FOLDED_JOBLOG = "joblog:"
+FOLDED_JOBLOG_MAX = 768
 DEFAULT_POOL = "default"
 # Jobs written before owners were recorded, and jobs submitted with auth switched off.
 DEFAULT_OWNER = "admin"
@@ -297,11 +308,60 @@ class Job(BaseModel):
         for name in ("schema_version", "priority", "attempts", "max_attempts", "seq"):
             if data.get(name) is None:
                 data.pop(name, None)
+        if isinstance(data.get("outputs"), list):
+            data["outputs"] = outputs_with_keys(data["outputs"], data)
+        if "history" not in data and (lone := _lone_success(data)) is not None:
+            data["history"] = [lone]
         data.setdefault("schema_version", IMPLIED_SCHEMA_VERSION)
         data.setdefault("cancel_requested", False)
         if data.get("updated_ms") is None:
             data["updated_ms"] = data.get("finished_ms") or data.get("created_ms") or 0
         return cls.model_validate(data)
+
+
+def _key_of(output: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    """The blob name an output of the job's current attempt has (blobs/naming.py);
+    `fields`: the job's id, pool, attempts and started_ms."""
+    from comfyfleet.blobs import naming  # here: the blobs package imports the store's model
+
+    tag = naming.attempt_tag(int(fields.get("attempts") or 0), fields.get("started_ms"))
+    pool = str(fields.get("pool") or DEFAULT_POOL)
+    index, filename = int(output["index"]), str(output["filename"])
+    return naming.output_key(pool, str(fields["id"]), tag, index, filename)
+
+
+def outputs_with_keys(outputs: list[Any], fields: Mapping[str, Any]) -> list[Any]:
+    """The job hash's `outputs` as they were recorded: an output without `key` gets the
+    name of its attempt's blob back (as the last member, where OutputRef has it)."""
+    return [o if "key" in o else {**o, "key": _key_of(o, fields)} for o in outputs]
+
+
+def stored_outputs(job_id: str, outputs: Sequence[OutputRef]) -> tuple[str, str, str] | None:
+    """The job hash's form of outputs whose keys are all their attempt's blob names:
+    (JSON without the keys, pool, attempt tag), which complete.lua stores when the job's
+    pool and current attempt are those; None when any key is named otherwise."""
+    from comfyfleet.blobs import naming  # here: the blobs package imports the store's model
+
+    named = {naming.parse_output_key(o.key) if o.key is not None else None for o in outputs}
+    if len(named) != 1 or (name := named.pop()) is None:
+        return None
+    pool, tag = name.pool, name.tag
+    if any(o.key != naming.output_key(pool, job_id, tag, o.index, o.filename) for o in outputs):
+        return None
+    trimmed = [o.model_dump(mode="json", exclude={"key"}) for o in outputs]
+    return orjson.dumps(trimmed).decode(), pool, tag
+
+
+def _lone_success(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The history of a job that succeeded at its first attempt, which its other fields
+    tell (complete.lua does not store it); None for any other job."""
+    if (data.get("status") != JobStatus.SUCCEEDED or data.get("attempts") != 1
+            or data.get("started_ms") is None or data.get("finished_ms") is None
+            or not data.get("node_id")):  # fmt: skip
+        return None
+    return {"attempt": 1, "node_id": data["node_id"], "started_ms": data["started_ms"],
+            "ended_ms": data["finished_ms"], "outcome": JobStatus.SUCCEEDED.value,
+            "error": None}  # fmt: skip
 
 
 def _implied(name: str, value: Any, data: Mapping[str, Any]) -> bool:
@@ -310,8 +370,10 @@ def _implied(name: str, value: Any, data: Mapping[str, Any]) -> bool:
         return True
     if name == "schema_version":
         return bool(value == IMPLIED_SCHEMA_VERSION)
-    if name in ("params", "metadata"):
+    if name in ("params", "metadata", "outputs"):
         return not value
+    if name == "history":
+        return not value or bool(value == [_lone_success(data)])
     if name == "cancel_requested":
         return value is False
     if name == "updated_ms":

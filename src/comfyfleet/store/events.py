@@ -34,7 +34,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import NotFound
-from comfyfleet.models.job import FOLDED_LOG, JobStatus
+from comfyfleet.models.job import FOLDED_LOG, JobStatus, outputs_with_keys
 from comfyfleet.models.retry import Backoff
 from comfyfleet.store.connect import SOCKET_TIMEOUT_S
 from comfyfleet.store.keys import Keys
@@ -85,14 +85,14 @@ def queued_event(fields: list[Any]) -> Entry | None:
     return f"{created}-0", event
 
 
-def unfold(queued: Entry | None, folded: str, outputs: str | None) -> list[Entry]:
+def unfold(queued: Entry | None, folded: str, outputs: list[Any]) -> list[Entry]:
     """A finished job's whole log from its folded form (see fold_log in lua/_lib.lua):
     the deferred `queued` event, then the folded entries; a `succeeded` event gets the
-    job's `outputs` (JSON text) back."""
+    job's `outputs` back, as recorded."""
     out = [queued] if queued is not None else []
     for entry_id, kind, data in orjson.loads(folded):
         if kind == "state" and data.get("status") == JobStatus.SUCCEEDED:
-            data["outputs"] = orjson.loads(outputs) if outputs else []
+            data["outputs"] = outputs
         out.append((entry_id, {**data, "type": kind}))
     return out
 
@@ -107,7 +107,7 @@ class EventLog:
 
     async def append(self, job_id: str, kind: str, data: Mapping[str, Any]) -> str:
         """Append one event; returns its stream id. NotFound once the job's log is gone
-        (never created, or expired with the finished job) -- it is not recreated."""
+        (never created, or expired after the events grace) -- it is not recreated."""
         entry_id = await self.redis.xadd(
             self.keys.events(job_id),
             {"type": kind, "data": orjson.dumps(dict(data))},
@@ -166,9 +166,16 @@ class EventLog:
 
     async def _folded(self, job_id: str, fields: list[Any], after: str, count: int) -> list[Entry]:
         """Up to `count` events after `after` from the folded log (`fields`: _LOG_FIELDS)."""
-        outputs = await self.redis.hget(self.keys.job(job_id), "outputs")
-        entries = unfold(queued_event(fields), text(fields[4]),
-                         text(outputs) if outputs is not None else None)  # fmt: skip
+        raw = await self.redis.hmget(self.keys.job(job_id), "outputs", "pool", "attempts",
+                                     "started_ms")  # fmt: skip
+        job = {
+            "id": job_id,
+            "pool": text(raw[1]) if raw[1] is not None else None,
+            "attempts": int(raw[2] or 0),
+            "started_ms": int(raw[3]) if raw[3] else None,
+        }
+        outputs = outputs_with_keys(orjson.loads(raw[0]) if raw[0] else [], job)
+        entries = unfold(queued_event(fields), text(fields[4]), outputs)
         cursor = stream_id(after)
         return [entry for entry in entries if stream_id(entry[0]) > cursor][:count]
 

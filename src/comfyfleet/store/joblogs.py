@@ -9,6 +9,11 @@ read-modify-write in Redis); an adopted attempt (node restarted) starts a fresh 
 its list may briefly exceed the byte bound by what the previous life wrote. Every append
 also sets the retention TTL of the job (a job expires its retention after it ends; its last
 lines come at most seconds before that), so logs go with their job.
+
+When an attempt ends its job, the script that ends it moves the attempt's list into the job
+hash if it is short (FOLDED_JOBLOG, fold_joblog in lua/_lib.lua): a key of its own costs
+more than a line or two. Lines written after that go to a new list; `read` shows the moved
+lines first, then the list's.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from comfyfleet.models.job import FOLDED_JOBLOG
 from comfyfleet.store.jobs import DEFAULT_RETENTION_MS
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded
+from comfyfleet.store.scripts import guarded, text
 
 MAX_LINES = 200
 MAX_BYTES = 64 * 1024
@@ -86,10 +92,12 @@ class JobLogStore:
         if not numbers:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.job(job_id), [f"{FOLDED_JOBLOG}{n}" for n in numbers])
             for n in numbers:
                 pipe.lrange(self.keys.job_log(job_id, n), 0, -1)
-            replies = await pipe.execute()
-        return {
-            n: [orjson.loads(item) for item in items]
-            for n, items in zip(numbers, replies, strict=True)
-        }
+            folded, *replies = await pipe.execute()
+        out: dict[int, list[dict[str, Any]]] = {}
+        for n, moved, items in zip(numbers, folded, replies, strict=True):
+            lines = text(moved).split("\n") if moved else []
+            out[n] = [orjson.loads(line) for line in [*lines, *items]]
+        return out

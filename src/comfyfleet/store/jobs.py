@@ -46,6 +46,7 @@ from comfyfleet.models.job import (
     JobSpec,
     JobStatus,
     OutputRef,
+    stored_outputs,
 )
 from comfyfleet.store.connect import connect
 from comfyfleet.store.events import BLOCK_SLICE_MS, LOG_START, EventLog, WakeListener
@@ -241,7 +242,6 @@ class JobStore:
         keys = [
             *self._status_keys,
             self.keys.job(job_id),
-            self.keys.jobs,
             self.keys.depth,
             self.keys.seq,
             self.keys.events(job_id),
@@ -329,7 +329,8 @@ class JobStore:
     ) -> Job:
         """The owner records success. NotOwner / InvalidTransition (finished) / NotFound."""
         payload = orjson.dumps([o.model_dump(mode="json") for o in outputs]).decode()
-        args = CompleteArgs(job_id, node_id, payload, attempt)
+        stored, pool, tag = stored_outputs(job_id, outputs) or ("", "", "")
+        args = CompleteArgs(job_id, node_id, payload, attempt, stored, pool, tag)
         reply = await self._scripts.complete(self._owner_keys(job_id, node_id), args)
         return self._answer(reply, job_id, node_id)
 
@@ -470,19 +471,17 @@ class JobStore:
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be 1..{MAX_PAGE}")
         if owner is not None:
-            index = self.keys.jobs_of_owner(owner)
+            indexes = [self.keys.jobs_of_owner(owner)]
         elif status is None:
-            index = self.keys.jobs
+            indexes = self._status_keys  # every job is in exactly one of them
         else:
-            index = self.keys.jobs_by_status(status)
+            indexes = [self.keys.jobs_by_status(status)]
         upper = "+inf" if cursor is None else f"({self._parse_cursor(cursor)}"
         jobs: list[Job] = []
         for _ in range(LIST_ROUNDS):
             want = limit - len(jobs)
             # One entry more than needed tells whether a next page exists.
-            entries: Any = await self.redis.zrevrangebyscore(
-                index, upper, "-inf", start=0, num=want + 1, withscores=True
-            )
+            entries = await self._newest(indexes, upper, want + 1)
             more, entries = len(entries) > want, entries[:want]
             ids = [text(member) for member, _ in entries]
             jobs += await self._load_listed(ids, status, owner)
@@ -492,6 +491,16 @@ class JobStore:
             if len(jobs) >= limit:
                 break
         return jobs, upper[1:]
+
+    async def _newest(self, indexes: list[str], upper: str, n: int) -> list[tuple[Any, float]]:
+        """The `n` entries of highest score below `upper` across `indexes`, highest first;
+        read in one MULTI, so a job moving between status indexes is seen once."""
+        async with self.redis.pipeline(transaction=len(indexes) > 1) as pipe:
+            for index in indexes:
+                pipe.zrevrangebyscore(index, upper, "-inf", start=0, num=n, withscores=True)
+            replies = await pipe.execute()
+        merged: list[tuple[Any, float]] = [entry for reply in replies for entry in reply]
+        return sorted(merged, key=lambda entry: entry[1], reverse=True)[:n]
 
     async def _load_listed(
         self, ids: list[str], status: JobStatus | None, owner: str | None
@@ -505,7 +514,7 @@ class JobStore:
             # Finished jobs expire after the retention; their index entries go lazily here.
             async with self.redis.pipeline(transaction=False) as pipe:
                 owners = [self.keys.jobs_of_owner(owner)] if owner is not None else []
-                for index in (self.keys.jobs, *self._status_keys, *owners):
+                for index in (*self._status_keys, *owners):
                     pipe.zrem(index, *gone)
                 await pipe.execute()
         jobs = [Job.from_fields(fields_of(fields), job_id)

@@ -5,9 +5,10 @@ whole key space of one fleet sits in one slot and multi-key Lua scripts stay leg
 
 key                        type   TTL             written by
 {ns}:job:<id>              HASH   retention, once terminal enqueue/claim/... scripts
-{ns}:jobs                  ZSET   -               enqueue (score seq); listing index, newest last;
-                                                  entries of expired jobs removed when listed
 {ns}:jobs:<status>         ZSET   -               every job script (score seq): listing by status
+                                                  (a job is in exactly one: the five together
+                                                  list every job); entries of expired jobs
+                                                  removed when listed
 {ns}:queue:<pool>:<class>:<owner>
                            ZSET   -               job scripts (push_job/pull_job in _lib.lua):
                                                   one tenant's queued jobs of one capability
@@ -101,7 +102,9 @@ key                        type   TTL             written by
 {ns}:preview:<job>         HASH   preview TTL     node/previews.py: the job's latest preview
 {ns}:joblog:<job>:<n>      LIST   retention, from store/joblogs.py (node): ComfyUI's lines of the
                                   each append     job's attempt n, JSON each, capped (200 lines,
-                                                  64 KiB)
+                                                  64 KiB); when the attempt ends the job, the
+                                                  script that ends it moves a short list into
+                                                  the job hash (fold_joblog in lua/_lib.lua)
 {ns}:comfy-history-hidden:<owner>  HASH  retention, from  store/comfy_history.py: job id -> 1 for
                                   each write      prompts the owner deleted from its ComfyUI
                                                   /history, `cleared_ms` for its last clear
@@ -175,10 +178,6 @@ class Keys:
     def job_prefix(self) -> str:
         """The prefix scripts append a job id to (they build job keys from ids they pop)."""
         return f"{self.prefix}:job:"
-
-    @property
-    def jobs(self) -> str:
-        return f"{self.prefix}:jobs"
 
     def jobs_by_status(self, status: str) -> str:
         """The listing index of the jobs in one status (a JobStatus value)."""
@@ -375,7 +374,10 @@ class Keys:
 
     def job_log(self, job_id: str, attempt: int) -> str:
         """ComfyUI's log lines of one attempt of a job."""
-        return f"{self.prefix}:joblog:{job_id}:{attempt}"
+        return f"{self.job_log_prefix()}{job_id}:{attempt}"
+
+    def job_log_prefix(self) -> str:
+        return f"{self.prefix}:joblog:"
 
     def webhook_job(self, job_id: str) -> str:
         return f"{self.prefix}:hook:{job_id}"

@@ -36,6 +36,8 @@ from comfyfleet.errors import (
 from comfyfleet.models.job import (
     ANY_CAPABILITY,
     DEFAULT_OWNER,
+    FOLDED_JOBLOG,
+    FOLDED_JOBLOG_MAX,
     FOLDED_LOG,
     MAX_PRIORITY,
     Job,
@@ -133,6 +135,7 @@ class Namespace:
 
     job_prefix: str
     events_prefix: str
+    joblog_prefix: str
     queue_prefix: str
     owned_prefix: str
     ready_prefix: str
@@ -166,6 +169,7 @@ class Namespace:
         return cls(
             job_prefix=keys.job_prefix(),
             events_prefix=keys.events_prefix(),
+            joblog_prefix=keys.job_log_prefix(),
             queue_prefix=keys.queue_prefix(),
             owned_prefix=keys.owned_prefix(),
             ready_prefix=keys.ready_prefix(),
@@ -221,6 +225,12 @@ class CompleteArgs:
     node_id: str
     outputs_json: str
     attempt: int = 0  # the lease is (node, attempt); 0: any attempt of the node
+    # The hash's form (models/job.py stored_outputs): outputs_json less the keys named after
+    # output_pool and output_tag ('': keep outputs_json), used when the job's own pool and
+    # attempt tag are those.
+    stored_outputs_json: str = ""
+    output_pool: str = ""
+    output_tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -275,7 +285,8 @@ def source(name: str) -> str:
     constants += f"local DEFAULT_OWNER = '{DEFAULT_OWNER}'\nlocal ANY_CLASS = '{ANY_CAPABILITY}'\n"
     constants += f"local NO_DIGEST = '{NO_DIGEST}'\nlocal SYSTEM_VT = '{SYSTEM_VT}'\n"
     constants += f"local DEFAULT_COST_MS = {DEFAULT_COST_MS}\nlocal COST_EWMA = {COST_EWMA}\n"
-    constants += f"local FOLDED_LOG = '{FOLDED_LOG}'\n"
+    constants += f"local FOLDED_LOG = '{FOLDED_LOG}'\nlocal FOLDED_JOBLOG = '{FOLDED_JOBLOG}'\n"
+    constants += f"local FOLDED_JOBLOG_MAX = {FOLDED_JOBLOG_MAX}\n"
     from comfyfleet.store import histograms  # it uses this module's helpers
 
     constants += histograms.lua_bounds() + _lua_codes()

@@ -485,6 +485,27 @@ local function drop_empty_fields(job_key)
   redis.call('HDEL', job_key, unpack(empty))
 end
 
+-- ComfyUI's log lines of the attempt that ends a job move into the job hash (field
+-- FOLDED_JOBLOG .. attempt, the list's items joined by newlines) when they take at most
+-- FOLDED_JOBLOG_MAX bytes: a key of their own costs ~0.4 KB beyond the lines. Lines the
+-- node writes later go to a new list; store/joblogs.py reads both.
+local function fold_joblog(job_key, job_id)
+  local attempt = redis.call('HGET', job_key, 'attempts')
+  if not attempt or attempt == '0' then
+    return
+  end
+  local key = NS.joblog_prefix .. job_id .. ':' .. attempt
+  local lines = redis.call('LRANGE', key, 0, -1)
+  if #lines == 0 then
+    return
+  end
+  local text = table.concat(lines, '\n')
+  if #text <= FOLDED_JOBLOG_MAX then
+    redis.call('HSET', job_key, FOLDED_JOBLOG .. attempt, text)
+    redis.call('DEL', key)
+  end
+end
+
 -- End a job: stamp it and let its hash expire after the retention (its event log is folded
 -- into it by the terminal `state` event: emit_state). updated_ms goes: it equals finished_ms,
 -- which models/job.py reads in its place.
@@ -493,6 +514,7 @@ local function finish(job_key, job_id, status, now)
   redis.call('HSET', job_key, 'finished_ms', now)
   redis.call('HDEL', job_key, 'updated_ms')
   drop_empty_fields(job_key)
+  fold_joblog(job_key, job_id)
   redis.call('PEXPIRE', job_key, NS.retention_ms)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
   -- dies now cannot lose the notification.

@@ -7,20 +7,24 @@
 --   NS.usage_total   {ns}:usage:total HASH, field "<owner>\31<measure>": since the
 --                    namespace began, for /metrics (no workflow: bounded by owners)
 -- Measures: succeeded | failed | cancelled (jobs ended so), gpu_ms (the sum of the job's
--- attempts, each from its start on a node to its end: history's started_ms..ended_ms),
+-- attempts, each from its start on a node to its end: history's started_ms..ended_ms; a job
+-- that succeeded at its first attempt has no history stored: started_ms..now),
 -- queue_ms (the rest of its life: created..finished minus gpu_ms), output_bytes.
 
 local DAY_MS = 86400000
 
 local function usage_of(job_key, status, now)
-  local f = redis.call('HMGET', job_key, 'owner', 'workflow', 'created_ms', 'history', 'outputs')
+  local f = redis.call('HMGET', job_key, 'owner', 'workflow', 'created_ms', 'history', 'outputs',
+    'started_ms')
   local gpu, bytes = 0, 0
-  if f[4] and f[4] ~= '' then
+  if f[4] and f[4] ~= '' and f[4] ~= '[]' then
     for _, r in ipairs(cjson.decode(f[4])) do
       if type(r.started_ms) == 'number' and type(r.ended_ms) == 'number' then
         gpu = gpu + math.max(0, r.ended_ms - r.started_ms)
       end
     end
+  elseif status == 'succeeded' and tonumber(f[6]) then
+    gpu = math.max(0, now - tonumber(f[6]))
   end
   if status == 'succeeded' and f[5] and f[5] ~= '' then
     for _, o in ipairs(cjson.decode(f[5])) do

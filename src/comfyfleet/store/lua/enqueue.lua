@@ -3,15 +3,14 @@
 --
 -- KEYS[1..5]  per-status job indexes (see _lib.lua)
 -- KEYS[6]     {ns}:job:<id>          the new job's hash
--- KEYS[7]     {ns}:jobs              listing index (score seq)
--- KEYS[8]     {ns}:depth             pool -> queued jobs (the bound is checked against it)
--- KEYS[9]     {ns}:seq               FIFO sequence counter
--- KEYS[10]    {ns}:events:<id>       the job's event stream (not created here: open_log)
--- KEYS[11]    {ns}:stats             counters
--- KEYS[12]    {ns}:tenant:<owner>    the job's tenant: max_queued (absent: no bound) and
+-- KEYS[7]     {ns}:depth             pool -> queued jobs (the bound is checked against it)
+-- KEYS[8]     {ns}:seq               FIFO sequence counter
+-- KEYS[9]     {ns}:events:<id>       the job's event stream (not created here: open_log)
+-- KEYS[10]    {ns}:stats             counters
+-- KEYS[11]    {ns}:tenant:<owner>    the job's tenant: max_queued (absent: no bound) and
 --                                    the live `queued` count set_status keeps
--- KEYS[13]    {ns}:jobs:by:<owner>   the owner's listing index (score seq)
--- KEYS[14]    {ns}:idem:<owner>:<key> optional: the owner's idempotency key -> job id
+-- KEYS[12]    {ns}:jobs:by:<owner>   the owner's listing index (score seq)
+-- KEYS[13]    {ns}:idem:<owner>:<key> optional: the owner's idempotency key -> job id
 -- A (EnqueueArgs)  job_id, idempotency_ttl_ms, queue_limit (0: no bound; retries
 --             and requeues are never refused: they were accepted), fields (Job.to_fields;
 --             its status is written by set_status, which counts the job for its tenant).
@@ -27,8 +26,8 @@
 local now = NOW
 local job_key, job_id = KEYS[6], A.job_id
 
-if KEYS[14] then
-  local existing = redis.call('GET', KEYS[14])
+if KEYS[13] then
+  local existing = redis.call('GET', KEYS[13])
   -- A key whose job already expired (retention) no longer protects anything: reuse it.
   if existing and redis.call('EXISTS', NS.job_prefix .. existing) == 1 then
     return { 'exists', job_fields(NS.job_prefix .. existing, existing) }
@@ -38,19 +37,19 @@ if redis.call('EXISTS', job_key) == 1 then
   return { 'conflict' }
 end
 if A.queue_limit > 0 then
-  local depth = tonumber(redis.call('HGET', KEYS[8], A.fields.pool)) or 0
+  local depth = tonumber(redis.call('HGET', KEYS[7], A.fields.pool)) or 0
   if depth >= A.queue_limit then
     return { 'full', depth }
   end
 end
 
-local quota = redis.call('HMGET', KEYS[12], 'max_queued', 'queued')
+local quota = redis.call('HMGET', KEYS[11], 'max_queued', 'queued')
 local max_queued, queued = tonumber(quota[1]), tonumber(quota[2]) or 0
 if max_queued and queued >= max_queued then
   return { 'quota', 'max_queued', max_queued, queued }
 end
 -- The tenant's other limits, last: it takes a submit token only for a job created now.
-local refused = admit(KEYS[12], A.fields, now)  -- _quota.lua
+local refused = admit(KEYS[11], A.fields, now)  -- _quota.lua
 if refused then
   return refused
 end
@@ -63,18 +62,17 @@ for name, value in pairs(A.fields) do
   end
 end
 redis.call('HSET', job_key, unpack(fields))
-local seq = redis.call('INCR', KEYS[9])
+local seq = redis.call('INCR', KEYS[8])
 -- No updated_ms: until the job changes it equals created_ms (models/job.py).
 redis.call('HSET', job_key, 'seq', seq, 'created_ms', now)
 set_status(job_key, job_id, 'queued')
 
 push_job(job_key, job_id)
-redis.call('ZADD', KEYS[7], seq, job_id)
-redis.call('ZADD', KEYS[13], seq, job_id)
-if KEYS[14] then
-  redis.call('SET', KEYS[14], job_id, 'PX', A.idempotency_ttl_ms)
+redis.call('ZADD', KEYS[12], seq, job_id)
+if KEYS[13] then
+  redis.call('SET', KEYS[13], job_id, 'PX', A.idempotency_ttl_ms)
 end
-redis.call('HINCRBY', KEYS[11], 'enqueued', 1)
+redis.call('HINCRBY', KEYS[10], 'enqueued', 1)
 -- No event log yet: the `queued` event is written when the log is opened (open_log in
 -- _lib.lua), which readers see meanwhile (store/events.py).
 redis.call('PUBLISH', NS.wake_channel, A.fields.pool)
