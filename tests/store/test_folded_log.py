@@ -168,9 +168,16 @@ async def test_a_short_log_of_the_ending_attempt_moves_into_the_job(store: JobSt
     assert await store.redis.exists(store.keys.job_log(other.id, 1)) == 1
     assert await logs.read(job.id, 2) == {1: [{"n": 1, "text": "first attempt"}], 2: lines}
     assert await logs.read(other.id, 1) == {1: big}
-    # A line the node writes after the end joins them.
+    # A line the node writes after the end joins them, in the hash while they fit there,
+    # and in a list of their own beyond.
     await logs.append(job.id, 2, [{"n": 3, "text": "late"}])
+    assert await store.redis.exists(store.keys.job_log(job.id, 2)) == 0
     assert (await logs.read(job.id, 2))[2] == [*lines, {"n": 3, "text": "late"}]
+    await logs.append(job.id, 2, big)
+    assert await store.redis.exists(store.keys.job_log(job.id, 2)) == 1
+    assert (await logs.read(job.id, 2))[2] == [*lines, {"n": 3, "text": "late"}, *big]
+    await logs.append(other.id, 1, [{"n": 4, "text": "after a long log"}])
+    assert (await logs.read(other.id, 1))[1] == [*big, {"n": 4, "text": "after a long log"}]
     assert await store.redis.object("encoding", store.keys.job(job.id)) == b"listpack"
 
 

@@ -11,7 +11,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from comfyfleet.alerts import store as alert_store
-from comfyfleet.store import apikeys, inputs, leader, logins, nodes, routing, userdata, webhooks
+from comfyfleet.store import (
+    apikeys,
+    inputs,
+    joblogs,
+    leader,
+    logins,
+    nodes,
+    routing,
+    userdata,
+    webhooks,
+)
 from comfyfleet.store.scripts import (
     ARGS_PRELUDE,
     JOB_SCRIPT_ARGS,
@@ -36,6 +46,7 @@ STANDALONE_ARGS: dict[str, type] = {
     "cover": routing.CoverArgs,
     "apikey_revoke": apikeys.RevokeArgs,
     "apikey_touch": apikeys.TouchArgs,
+    "joblog_append": joblogs.AppendArgs,
     "input_put": inputs.PutArgs,
     "input_hold": inputs.HoldArgs,
     "leader_acquire": leader.AcquireArgs,

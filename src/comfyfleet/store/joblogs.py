@@ -12,27 +12,39 @@ lines come at most seconds before that), so logs go with their job.
 
 When an attempt ends its job, the script that ends it moves the attempt's list into the job
 hash if it is short (FOLDED_JOBLOG, fold_joblog in lua/_lib.lua): a key of its own costs
-more than a line or two. Lines written after that go to a new list; `read` shows the moved
-lines first, then the list's.
+more than a line or two. Lines written after that join them while they fit
+(lua/joblog_append.lua), and go to a new list beyond; `read` shows the moved lines first,
+then the list's.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from comfyfleet.models.job import FOLDED_JOBLOG
+from comfyfleet.models.job import FOLDED_JOBLOG, FOLDED_JOBLOG_MAX
 from comfyfleet.store.jobs import DEFAULT_RETENTION_MS
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded, text
+from comfyfleet.store.scripts import Script, guarded, standalone, text
 
 MAX_LINES = 200
 MAX_BYTES = 64 * 1024
 # Attempts whose pushed sizes a writer remembers (one node runs a handful at a time).
 TRACKED_ATTEMPTS = 256
+
+
+@dataclass(frozen=True)
+class AppendArgs:
+    attempt: int
+    field: str  # the job hash field of the attempt's moved log
+    lines: list[str]  # JSON texts
+    keep: int  # how many of the list's last items to keep
+    retention_ms: int
+    max_folded: int  # bytes the moved log may take
 
 
 class _Tail:
@@ -59,6 +71,7 @@ class JobLogStore:
         self.keys = keys
         self.retention_ms = retention_ms
         self._tails: OrderedDict[tuple[str, int], _Tail] = OrderedDict()
+        self._append: Script[AppendArgs] = standalone(redis, "joblog_append")
 
     def _tail(self, job_id: str, attempt: int) -> _Tail:
         key = (job_id, attempt)
@@ -73,16 +86,14 @@ class JobLogStore:
         """Append lines to the attempt's list and trim it to the bounds (one round trip)."""
         if not lines:
             return
-        encoded = [orjson.dumps(line) for line in lines]
+        encoded = [orjson.dumps(line).decode() for line in lines]
         tail = self._tail(job_id, attempt)
         for item in encoded:
             tail.push(len(item))
-        key = self.keys.job_log(job_id, attempt)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *encoded)
-            pipe.ltrim(key, -len(tail.sizes), -1)
-            pipe.pexpire(key, self.retention_ms)
-            await pipe.execute()
+        keys = [self.keys.job(job_id), self.keys.job_log(job_id, attempt)]
+        args = AppendArgs(attempt, f"{FOLDED_JOBLOG}{attempt}", encoded, len(tail.sizes),
+                          self.retention_ms, FOLDED_JOBLOG_MAX)  # fmt: skip
+        await self._append(keys, args)
 
     @guarded
     async def read(self, job_id: str, attempts: int) -> dict[int, list[dict[str, Any]]]:

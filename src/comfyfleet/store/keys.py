@@ -104,7 +104,9 @@ key                        type   TTL             written by
                                   each append     job's attempt n, JSON each, capped (200 lines,
                                                   64 KiB); when the attempt ends the job, the
                                                   script that ends it moves a short list into
-                                                  the job hash (fold_joblog in lua/_lib.lua)
+                                                  the job hash (fold_joblog in lua/_lib.lua),
+                                                  where later lines join it while they fit
+                                                  (lua/joblog_append.lua)
 {ns}:comfy-history-hidden:<owner>  HASH  retention, from  store/comfy_history.py: job id -> 1 for
                                   each write      prompts the owner deleted from its ComfyUI
                                                   /history, `cleared_ms` for its last clear

@@ -488,7 +488,8 @@ end
 -- ComfyUI's log lines of the attempt that ends a job move into the job hash (field
 -- FOLDED_JOBLOG .. attempt, the list's items joined by newlines) when they take at most
 -- FOLDED_JOBLOG_MAX bytes: a key of their own costs ~0.4 KB beyond the lines. Lines the
--- node writes later go to a new list; store/joblogs.py reads both.
+-- node writes later join them while they fit (joblog_append.lua); store/joblogs.py reads
+-- the hash's lines, then the list's.
 local function fold_joblog(job_key, job_id)
   local attempt = redis.call('HGET', job_key, 'attempts')
   if not attempt or attempt == '0' then
