@@ -60,11 +60,6 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 @pytest.fixture(scope="module")
-def s3_cfg(s3_server: S3Server) -> BlobConfig:
-    return s3_server.config()
-
-
-@pytest.fixture(scope="module")
 def fleet(
     s3_server: S3Server,
     s3_cfg: BlobConfig,

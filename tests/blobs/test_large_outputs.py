@@ -28,11 +28,6 @@ MEMORY_BOUND = 100 * MIB
 
 
 @pytest.fixture(scope="module")
-def s3_cfg(s3_server: S3Server) -> BlobConfig:
-    return s3_server.config()
-
-
-@pytest.fixture(scope="module")
 def fleet(
     s3_server: S3Server,
     s3_cfg: BlobConfig,

@@ -22,7 +22,7 @@ from comfyfleet.config import RedisConfig
 from comfyfleet.models.job import JobSpec, OutputRef
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.prompt_feed import PromptFeed
-from tests.live.inprocess import Balancer, balancer
+from tests.live.inprocess import Balancer
 from tests.live.sse import Sse, read_all
 from tests.support.waiting import until
 
@@ -31,12 +31,6 @@ GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {}},
 GRACE_MS = 300
 UNFOLDED = {"submitted", "executing", "executed", "progress", "preview", "lease"}
 CLIENT = "folded-client"
-
-
-@pytest.fixture
-async def bal(redis_config: RedisConfig) -> AsyncIterator[Balancer]:
-    async with balancer(redis_config) as b:
-        yield b
 
 
 @pytest.fixture

@@ -12,16 +12,10 @@ from comfyfleet.balancer import events_api
 from comfyfleet.config import RedisConfig
 from comfyfleet.models.job import JobSpec
 from comfyfleet.store.jobs import JobStore
-from tests.live.inprocess import Balancer, balancer
+from tests.live.inprocess import Balancer
 from tests.live.sse import events
 
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {}}}
-
-
-@pytest.fixture
-async def bal(redis_config: RedisConfig) -> AsyncIterator[Balancer]:
-    async with balancer(redis_config) as b:
-        yield b
 
 
 @pytest.fixture
