@@ -99,22 +99,23 @@ class ComfyRunner:
         # Uploaded input images (store/inputs.py): metadata beside the jobs, bytes in the
         # same blob store as the outputs.
         self.inputs = InputStore(store.redis, store.keys, blobs=results.blobs)
-        # The event writer of each attempt in progress, by job id.
-        self._events: dict[str, JobEventWriter] = {}
 
     async def __call__(self, job: Job, control: JobControl) -> None:
         prompt_id = prompt_id_for(job)
         control.prompt_id = prompt_id
         control.attempt = job.attempts
-        events = self._events[job.id] = JobEventWriter(self.store, job.id)
+        events = JobEventWriter(self.store, job.id)
         try:
             started = await (self._resume(job, prompt_id, events) if control.adopted else
                              self._submit(job, prompt_id, events))  # fmt: skip
             if started:
                 outcome = await self._follow(job, prompt_id, control, events)
+                # The attempt's events precede its end in the log.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FORWARD_DRAIN_S):
+                        await events.flush()
                 await self._settle(job, outcome, control)
         finally:
-            del self._events[job.id]
             await events.close()
 
     async def _submit(self, job: Job, prompt_id: str, events: JobEventWriter) -> bool:
@@ -254,12 +255,12 @@ class ComfyRunner:
             await self._complete(job, outcome)
         elif control.cancelled.is_set():
             await self._write(
-                job, lambda: self.store.finish_cancelled(job.id, self.node_id, attempt=job.attempts)
+                lambda: self.store.finish_cancelled(job.id, self.node_id, attempt=job.attempts)
             )
         elif control.handback.is_set() and isinstance(outcome, Deleted):
             # Never started inside ComfyUI: hand it back without spending an attempt.
             await self._write(
-                job, lambda: self.store.release(job.id, self.node_id, attempt=job.attempts)
+                lambda: self.store.release(job.id, self.node_id, attempt=job.attempts)
             )
         else:
             await self._fail(job, self._error_of(job, outcome, control))
@@ -304,7 +305,7 @@ class ComfyRunner:
             await self._fail(job, error)
             return
         await self._write(
-            job, lambda: self.store.complete(job.id, self.node_id, refs, attempt=job.attempts)
+            lambda: self.store.complete(job.id, self.node_id, refs, attempt=job.attempts)
         )
         log.info("job_succeeded", job_id=job.id, outputs=len(refs), cached=outcome.cached)
 
@@ -314,23 +315,15 @@ class ComfyRunner:
         backoff = self.backoff.delay_ms(job.attempts, self.rng) if error.retryable else 0
         log.warning("job_attempt_failed", job_id=job.id, code=error.code, detail=error.message)
         await self._write(
-            job,
             lambda: self.store.fail(
                 job.id, self.node_id, error, backoff_ms=backoff, attempt=job.attempts
-            ),
+            )
         )
 
-    async def _write(self, job: Job, write: Callable[[], Awaitable[Job]]) -> None:
+    async def _write(self, write: Callable[[], Awaitable[Job]]) -> None:
         """The final write of an attempt: shielded from cancellation (a drain deadline must
         not cut it in half), retried while Redis is unreachable (the lease keeper keeps the
-        lease meanwhile), and a refusal means someone else owns the job now. The attempt's
-        events are written first, so they precede its end in the log; their write overlaps
-        whatever came between (storing the outputs)."""
-        events = self._events.get(job.id)
-        if events is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FORWARD_DRAIN_S):
-                    await events.flush()
+        lease meanwhile), and a refusal means someone else owns the job now."""
 
         async def shielded() -> Job:
             return await asyncio.shield(write())

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from comfyfleet.errors import NotFound
@@ -108,13 +109,7 @@ class EventLog:
     async def append(self, job_id: str, kind: str, data: Mapping[str, Any]) -> str:
         """Append one event; returns its stream id. NotFound once the job's log is gone
         (never created, or expired after the events grace) -- it is not recreated."""
-        entry_id = await self.redis.xadd(
-            self.keys.events(job_id),
-            {"type": kind, "data": orjson.dumps(dict(data))},
-            maxlen=self.maxlen,
-            approximate=True,
-            nomkstream=True,
-        )
+        entry_id = await self._xadd(self.redis, job_id, kind, data)
         if entry_id is None:
             raise NotFound(f"no event log for job {job_id!r}", job_id=job_id)
         return text(entry_id)
@@ -124,12 +119,24 @@ class EventLog:
     ) -> None:
         """Append `events` (kind, data) in order, in one round trip. Entries after the log
         is gone are dropped, as `append` refuses them (NOMKSTREAM)."""
-        key = self.keys.events(job_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             for kind, data in events:
-                pipe.xadd(key, {"type": kind, "data": orjson.dumps(dict(data))},
-                          maxlen=self.maxlen, approximate=True, nomkstream=True)  # fmt: skip
+                self._xadd(pipe, job_id, kind, data)
             await pipe.execute()
+
+    def _xadd(
+        self, client: aioredis.Redis | Pipeline, job_id: str, kind: str, data: Mapping[str, Any]
+    ) -> Any:
+        """One event's XADD to the job's capped log, never creating it (NOMKSTREAM): on a
+        client, the awaitable reply (the id, None when the log is gone); on a pipeline,
+        queued."""
+        return client.xadd(
+            self.keys.events(job_id),
+            {"type": kind, "data": orjson.dumps(dict(data))},
+            maxlen=self.maxlen,
+            approximate=True,
+            nomkstream=True,
+        )
 
     async def read(
         self, job_id: str, *, after: str, count: int, block_ms: int | None
