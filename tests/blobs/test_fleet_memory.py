@@ -162,6 +162,9 @@ async def test_a_thousand_finished_jobs_with_2mb_outputs_in_s3(
     print(f"MEMORY USAGE of a finished job's keys: {usage}")
     for kind, used in usage.items():
         assert 0 < used <= KEY_MAX[kind], (kind, used)
+    for other in ids:  # every job's hash within the bound, not only the last one's
+        used = int(await redis.memory_usage(keys.job(other), samples=0) or 0)
+        assert used <= KEY_MAX["job"], (other, used)
     fields = await redis.hgetall(kept["job"])
     assert b"" not in fields.values()
     implied = {b"id", b"updated_ms", b"schema_version", b"cancel_requested", b"history"}

@@ -39,7 +39,16 @@ async def stream_gone(store: JobStore, job_id: str) -> None:
 
 
 def folded_view(entries: list[Entry]) -> list[Entry]:
-    return [entry for entry in entries if entry[1]["type"] not in UNFOLDED]
+    """The log as the fold keeps it: the kinds for live followers and a running attempt's
+    lease deadline left out."""
+    return [(entry_id, as_folded(event)) for entry_id, event in entries
+            if event["type"] not in UNFOLDED]  # fmt: skip
+
+
+def as_folded(event: dict[str, Any]) -> dict[str, Any]:
+    if event["type"] != "state":
+        return event
+    return {name: value for name, value in event.items() if name != "lease_deadline_ms"}
 
 
 async def a_finished_job(store: JobStore) -> tuple[str, list[Entry], list[Entry]]:
@@ -77,8 +86,13 @@ async def test_after_the_grace_the_log_reads_from_the_job_with_the_same_ids(
     end = after[-1][1]
     assert end["status"] == "succeeded"
     assert end["outputs"][0]["key"] == "k/o.png"  # from the hash's outputs
-    folded = orjson.loads(await store.redis.hget(store.keys.job(job_id), FOLDED_LOG) or b"")
-    assert "outputs" not in folded[-1][2]  # ...which the folded log does not repeat
+    raw = await store.redis.hget(store.keys.job(job_id), FOLDED_LOG) or b""
+    folded = orjson.loads(raw)
+    assert "outputs" not in folded[-1][3]  # ...which the folded log does not repeat
+    assert b"lease_deadline_ms" not in raw
+    # Ids are kept as offsets from the job's creation: [ms, seq, type, data].
+    created = int(after[0][0].split("-")[0])
+    assert [f"{created + ms}-{seq}" for ms, seq, *_ in folded] == [i for i, _ in after[1:]]
     assert await store.get(job_id) == job_during
     assert await store.last_event(job_id, "state") == end
     assert await store.last_event(job_id, "progress") is None
@@ -99,6 +113,20 @@ async def test_a_cursor_from_the_stream_resumes_in_the_folded_log(
     assert await log(store, job_id, after=expected[-1][0]) == []
     first_two = await store.events(job_id, after="0", count=2)
     assert first_two == expected[:2]
+
+
+async def test_a_log_folded_with_whole_ids_still_reads(make_store: StoreFactory) -> None:
+    """Jobs folded before ids were offsets ([id, type, data]) read as they did."""
+    store = await make_store(events_grace_ms=GRACE_MS)
+    job_id, _, during = await a_finished_job(store)
+    await stream_gone(store, job_id)
+    key = store.keys.job(job_id)
+    now = orjson.loads(await store.redis.hget(key, FOLDED_LOG) or b"")
+    created = int(during[0][0].split("-")[0])
+    before = [[f"{created + ms}-{seq}", kind, data] for ms, seq, kind, data in now]
+    expected = await log(store, job_id)
+    await store.redis.hset(key, FOLDED_LOG, orjson.dumps(before))
+    assert await log(store, job_id) == expected
 
 
 async def test_a_job_cancelled_while_queued_folds_to_its_end(make_store: StoreFactory) -> None:

@@ -13,7 +13,7 @@ whole retention (`to_fields`/`from_fields` are the one mapping, both ways):
 - `history` of a job that succeeded at its first attempt (complete.lua; derived from
   node_id, started_ms and finished_ms), and an output's `key` while it is the blob name
   of the attempt that stored it (`stored_outputs`; derived from pool, attempts and
-  started_ms);
+  started_ms), with that output's members at OutputRef's defaults;
 - a None field (scripts later write '' for one they clear; both read back as None).
 The hash also holds FOLDED_LOG, the job's event log once it ended (store/events.py), and
 FOLDED_JOBLOG<n>, its last attempt's ComfyUI log lines when few (store/joblogs.py), which
@@ -331,9 +331,16 @@ def _key_of(output: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 
 
 def outputs_with_keys(outputs: list[Any], fields: Mapping[str, Any]) -> list[Any]:
-    """The job hash's `outputs` as they were recorded: an output without `key` gets the
-    name of its attempt's blob back (as the last member, where OutputRef has it)."""
-    return [o if "key" in o else {**o, "key": _key_of(o, fields)} for o in outputs]
+    """The job hash's `outputs` as they were recorded: an output without `key` (stored by
+    `stored_outputs`) gets the name of its attempt's blob and the members left at their
+    defaults back, in OutputRef's order."""
+    return [o if "key" in o else _whole_output({**o, "key": _key_of(o, fields)})
+            for o in outputs]  # fmt: skip
+
+
+def _whole_output(output: dict[str, Any]) -> dict[str, Any]:
+    whole: dict[str, Any] = OutputRef.model_validate(output).model_dump(mode="json")
+    return whole
 
 
 def stored_outputs(job_id: str, outputs: Sequence[OutputRef]) -> tuple[str, str, str] | None:
@@ -348,7 +355,8 @@ def stored_outputs(job_id: str, outputs: Sequence[OutputRef]) -> tuple[str, str,
     pool, tag = name.pool, name.tag
     if any(o.key != naming.output_key(pool, job_id, tag, o.index, o.filename) for o in outputs):
         return None
-    trimmed = [o.model_dump(mode="json", exclude={"key"}) for o in outputs]
+    # Members at OutputRef's defaults go too: outputs_with_keys reads them back.
+    trimmed = [o.model_dump(mode="json", exclude={"key"}, exclude_defaults=True) for o in outputs]
     return orjson.dumps(trimmed).decode(), pool, tag
 
 

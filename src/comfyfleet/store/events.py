@@ -91,7 +91,13 @@ def unfold(queued: Entry | None, folded: str, outputs: list[Any]) -> list[Entry]
     the deferred `queued` event, then the folded entries; a `succeeded` event gets the
     job's `outputs` back, as recorded."""
     out = [queued] if queued is not None else []
-    for entry_id, kind, data in orjson.loads(folded):
+    created = stream_id(queued[0])[0] if queued is not None else 0
+    for entry in orjson.loads(folded):
+        if isinstance(entry[0], str):  # [id, type, data], as folded before id offsets
+            entry_id, kind, data = entry
+        else:
+            offset_ms, seq, kind, data = entry
+            entry_id = f"{created + offset_ms}-{seq}"
         if kind == "state" and data.get("status") == JobStatus.SUCCEEDED:
             data["outputs"] = outputs
         out.append((entry_id, {**data, "type": kind}))

@@ -363,14 +363,24 @@ local UNFOLDED_KINDS = {
   lease = true,
 }
 
+-- A `state` event's data as the folded log keeps it: without the lease deadline of a
+-- running attempt, which says nothing once the job has ended.
+local function folded_state(data)
+  return (string.gsub(string.gsub(string.gsub(data, '"lease_deadline_ms":%-?%d+,', ''),
+    ',"lease_deadline_ms":%-?%d+', ''), '"lease_deadline_ms":%-?%d+', ''))
+end
+
 -- The job's log as it is kept once its stream expires: the FOLDED_LOG field of the job hash,
--- a JSON array of [id, type, data] (data verbatim from the stream, so cjson never turns a []
--- into {}), minus the deferred `queued` event (rebuilt from the hash like before the log
--- was opened) and the UNFOLDED_KINDS. The entry `last_id` is folded as `last_data` (the
--- terminal `state` event without its outputs, which the hash holds). store/events.py reads
--- it back as the stream's own entries, under the same ids.
+-- a JSON array of [ms, seq, type, data] -- the stream id <created_ms + ms>-<seq>, written
+-- as an offset because the full id took a sixth of a small job's hash; data verbatim from
+-- the stream, so cjson never turns a [] into {} -- minus the deferred `queued` event
+-- (rebuilt from the hash like before the log was opened) and the UNFOLDED_KINDS. The entry
+-- `last_id` is folded as `last_data` (the terminal `state` event without its outputs, which
+-- the hash holds). store/events.py reads it back as the stream's own entries, under the
+-- same ids (and reads the [id, type, data] entries folded before offsets).
 local function fold_log(job_key, entries, last_id, last_data)
-  local deferred = (redis.call('HGET', job_key, 'created_ms') or '') .. '-0'
+  local created = redis.call('HGET', job_key, 'created_ms') or '0'
+  local deferred, base = created .. '-0', tonumber(created) or 0
   local parts = {}
   for _, entry in ipairs(entries) do
     local id = entry[1]
@@ -379,8 +389,13 @@ local function fold_log(job_key, entries, last_id, last_data)
       data = last_data
     end
     if kind and not UNFOLDED_KINDS[kind] and not (id == deferred and kind == 'state') then
-      parts[#parts + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(kind) .. ','
-        .. (data or '{}') .. ']'
+      data = data or '{}'
+      if kind == 'state' then
+        data = folded_state(data)
+      end
+      local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+      parts[#parts + 1] = string.format('[%d,%s,%s,%s]', tonumber(ms) - base, seq,
+        cjson.encode(kind), data)
     end
   end
   redis.call('HSET', job_key, FOLDED_LOG, '[' .. table.concat(parts, ',') .. ']')
