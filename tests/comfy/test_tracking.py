@@ -45,9 +45,11 @@ async def run_recorded(
     graph: dict[str, Any] | None = None,
     prompt_id: str | None = None,
     history: str | None = None,
+    follow_late: bool = False,
     **options: Any,
 ) -> tuple[ComfyClient, PromptOutcome, list[ev.Event]]:
-    """Submit like the recording did and follow the prompt; returns outcome and events."""
+    """Submit like the recording did and follow the prompt (`follow_late`: only once it
+    has ended); returns outcome and events."""
     client_id = load(ws)["client_id"]
     if post is not None:
         trace = replay.http(post)
@@ -69,6 +71,8 @@ async def run_recorded(
     async with asyncio.timeout(DEADLINE_S):
         await client.connect()
         accepted = await client.submit(graph or {}, prompt_id=prompt_id)
+        if follow_late:
+            await client.wait(accepted.prompt_id)
         await follow()
         outcome = await client.wait(accepted.prompt_id)
     return client, outcome, seen
@@ -97,6 +101,24 @@ async def test_success_runs(
     assert {k: v.ui for k, v in outcome.outputs.items()} == entry["outputs"]
     assert seen[0].kind == "execution_start"
     assert seen[-1] == ev.Executing(node=None, prompt_id=outcome.prompt_id)
+
+
+async def test_a_prompt_followed_after_its_end_replays_its_events(
+    replay: ReplayServer, make_client: MakeClient
+) -> None:
+    """A fast prompt can end while its POST is answered, before the node's follower starts:
+    the follower still gets every event (the node records `started` and `cached` from them
+    for the native /history and /ws)."""
+    folder = "04_success_a"
+    _, _, on_time = await run_recorded(replay, make_client, ws=f"{folder}/ws_messages.json",
+                                       post=f"{folder}/post_prompt_response.json")  # fmt: skip
+    _, outcome, late = await run_recorded(
+        replay, make_client, ws=f"{folder}/ws_messages.json",
+        post=f"{folder}/post_prompt_response.json", follow_late=True,
+    )  # fmt: skip
+    assert outcome.kind == "success"
+    assert late == [e for e in on_time if not isinstance(e, ev.PreviewImage)]
+    assert {e.kind for e in late} >= {"execution_start", "execution_cached", "executed"}
 
 
 async def test_execution_error(replay: ReplayServer, make_client: MakeClient) -> None:

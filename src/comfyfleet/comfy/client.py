@@ -83,6 +83,7 @@ class ComfyClient(ComfyAPI):
             on_disconnect=self._on_disconnect,
         )
         self._finished: OrderedDict[str, PromptOutcome] = OrderedDict()
+        self._finished_events: OrderedDict[str, tuple[ev.Event, ...]] = OrderedDict()
         self._connect_listeners: list[Callable[[bool], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,8 +245,11 @@ class ComfyClient(ComfyAPI):
 
     async def follow(self, prompt_id: str) -> AsyncIterator[ev.Event]:
         """The prompt's events as they arrive (the recent ones first), ending when its
-        outcome is known (then `wait()` returns at once). Empty if already finished."""
+        outcome is known (then `wait()` returns at once). A prompt that already finished
+        replays the events kept of it (none when it ended long ago, no previews)."""
         if prompt_id in self._finished:
+            for kept in self._finished_events.get(prompt_id, ()):
+                yield kept
             return
         queue = self._tracker_for(prompt_id).subscribe()
         tracker = self._router.trackers.get(prompt_id)
@@ -299,6 +303,9 @@ class ComfyClient(ComfyAPI):
         self._finished[tracker.prompt_id] = outcome
         while len(self._finished) > self.options.keep_finished:
             self._finished.popitem(last=False)
+        self._finished_events[tracker.prompt_id] = tracker.kept_events()
+        while len(self._finished_events) > self.options.replay_finished:
+            self._finished_events.popitem(last=False)
 
     # -- recovery -----------------------------------------------------------------------
 

@@ -22,3 +22,6 @@ class ComfyOptions:
     ws_heartbeat_s: float | None = 30.0  # ping period; None disables (server never pings)
     ws_max_msg_bytes: int = 256 * 1024 * 1024  # previews of big images are big; 0 = no cap
     keep_finished: int = 1024  # outcomes of finished prompts kept for late wait() calls
+    # Finished prompts whose events (previews aside) stay for a late follow(): a prompt can
+    # run to its end while its POST is answered, before its follower starts.
+    replay_finished: int = 32

@@ -168,6 +168,10 @@ class PromptTracker:
             self._subscribers.append(queue)
         return queue
 
+    def kept_events(self) -> tuple[ev.Event, ...]:
+        """The events kept so far, less previews (of no use once the prompt has ended)."""
+        return tuple(e for e in self._buffer if not isinstance(e, ev.PreviewImage))
+
     def unsubscribe(self, queue: asyncio.Queue[ev.Event | None]) -> None:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
