@@ -112,9 +112,14 @@ async def test_a_finished_job_reads_the_same_before_and_after_the_grace(
     assert waited["status"] == "succeeded"
     assert await get_json(bal, f"/history/{job_id}") == history
     after = await ws_replay(bal)
-    # The prompt's end as before; only the frames of the live-only events are gone.
-    dropped = {"executing", "executed", "progress", "progress_state"}
+    # The prompt's end as before, its files' `executed` frame included (rebuilt from the
+    # job's outputs); only the frames of which node ran when, and how far, are gone.
+    dropped = {"executing", "progress", "progress_state"}
     assert [f for f in after if f["type"] not in dropped] == [
         f for f in frames if f["type"] not in dropped
     ]
+    (executed,) = [f for f in after if f["type"] == "executed"]
+    assert executed["data"]["output"] == {
+        "images": [{"filename": "x_00001_.png", "subfolder": job_id, "type": "output"}]
+    }
     assert after[-1] == frames[-1]

@@ -48,6 +48,27 @@ def test_a_success_in_comfyuis_order() -> None:
     assert {n: s["state"] for n, s in last_state.items()} == {"1": "finished", "2": "finished"}
 
 
+def test_outputs_without_an_executed_event_are_reported_before_the_end() -> None:
+    """A folded log has no `executed` events: the end's outputs give each node's files,
+    once, and a node already reported is not reported again."""
+    outputs = [
+        {"index": 0, "filename": "a_00001_.png", "node_id": "2", "kind": "output"},
+        {"index": 1, "filename": "a_00002_.png", "node_id": "2", "kind": "output"},
+        {"index": 2, "filename": "p_00001_.png", "node_id": "3", "kind": "temp"},
+    ]
+    reported = {"type": "executed", "node": "3", "output": {"images": [
+        {"filename": "p_00001_.png", "subfolder": "", "type": "temp"}]}}  # fmt: skip
+    frames = run([state("queued"), state("running"), {"type": "started"}, reported,
+                  state("succeeded", outputs=outputs)])  # fmt: skip
+    assert kinds(frames)[-5:] == ["executed", "executed", "execution_success", "status",
+                                  "executing"]  # fmt: skip
+    rebuilt = frames[-4]["data"]
+    assert rebuilt["node"] == "2"
+    assert rebuilt["output"] == {"images": [
+        {"filename": "a_00001_.png", "subfolder": PID, "type": "output"},
+        {"filename": "a_00002_.png", "subfolder": PID, "type": "output"}]}  # fmt: skip
+
+
 def test_a_retried_attempt_does_not_end_the_prompt() -> None:
     frames = run([
         state("queued"), {"type": "started"}, {"type": "executing", "node": "1"},

@@ -97,6 +97,7 @@ class PromptFrames:
         frames: list[Frame] = [] if self.started else self._opening(at)
         if status == "succeeded":
             frames += self._finish_running()
+            frames += self._unreported_outputs(event)
             frames.append(_frame("execution_success", prompt_id=self.prompt_id, timestamp=at))
         elif status == "failed":
             frames.append(self._error_frame(event, at))
@@ -149,6 +150,17 @@ class PromptFrames:
         output = fleet_output(event.get("output") or {}, self.output_subfolder)
         return [_frame("executed", node=node, display_node=node, output=output,
                        prompt_id=self.prompt_id)]  # fmt: skip
+
+    def _unreported_outputs(self, event: Json) -> list[Frame]:
+        """`executed` frames for the nodes whose files the job's `outputs` list but whose
+        `executed` event the log does not hold: a log folded after its grace leaves them
+        out, and a node may have lost one to a Redis hiccup. Built like /history's."""
+        files = [(str(o.get("node_id") or "0"), str(o.get("filename")),
+                  str(o.get("kind") or "output"))
+                 for o in event.get("outputs") or [] if isinstance(o, dict)]  # fmt: skip
+        unreported = [file for file in files if file[0] not in self.executed]
+        return [frame for node, ui in outputs_ui(unreported).items()
+                for frame in self._executed({"node": node, "output": ui})]  # fmt: skip
 
     def _preview(self, event: Json) -> list[Frame]:
         return [Preview(self.prompt_id, int(event.get("n", 0)),
@@ -223,6 +235,17 @@ _HANDLERS = {
 def _ms(event: Json) -> int:
     at = event.get("at_ms")
     return int(at) if isinstance(at, int | float) else 0
+
+
+def outputs_ui(files: list[tuple[str, str, str]]) -> dict[str, Json]:
+    """Each node's ui dict (`{"images": [{filename, subfolder, type}]}`) for output files
+    given as (node id, filename, folder type), as ComfyUI's SaveImage/PreviewImage report
+    them; `subfolder` is filled in by fleet_output."""
+    outputs: dict[str, Json] = {}
+    for node, filename, kind in files:
+        image = {"filename": filename, "subfolder": "", "type": kind}
+        outputs.setdefault(node, {"images": []})["images"].append(image)
+    return outputs
 
 
 def fleet_output(output: Json, subfolder: str) -> Json:

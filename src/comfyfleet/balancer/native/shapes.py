@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfyfleet.balancer.native.frames import fleet_output
+from comfyfleet.balancer.native.frames import fleet_output, outputs_ui
 from comfyfleet.models.job import Job, JobStatus
 
 Json = dict[str, Any]
@@ -59,12 +59,8 @@ def queue_item(job: Job) -> list[Any]:
 
 def history_outputs(job: Job) -> Json:
     """`{node_id: {"images": [{filename, subfolder, type}]}}` from the stored outputs."""
-    outputs: Json = {}
-    for ref in job.outputs:
-        node = ref.node_id or "0"
-        image = {"filename": ref.filename, "subfolder": "", "type": ref.kind}
-        outputs.setdefault(node, {"images": []})["images"].append(image)
-    return {node: fleet_output(ui, job.id) for node, ui in outputs.items()}
+    files = [(ref.node_id or "0", ref.filename, ref.kind) for ref in job.outputs]
+    return {node: fleet_output(ui, job.id) for node, ui in outputs_ui(files).items()}
 
 
 def history_entry(job: Job, events: list[Json]) -> Json:
