@@ -41,16 +41,17 @@ SUBMITTERS = 16
 # The events grace the fleet is given (s): how long a finished job's stream outlives it.
 EVENTS_GRACE_S = 1
 # Issue 18: 1,000 finished jobs add under 2 MB of Redis (bytes a job). README "Where outputs
-# live": a finished job of a small workflow costs about 1.8 KB, everything included.
+# live": a finished job of a published workflow costs about 1.5 KB, everything included.
 FINISHED_JOB_MAX = 2000
-# MEMORY USAGE of each key a finished job of this workflow keeps (bytes): the hash (measured
-# 1,384: graph, params, outputs, the folded event log and ComfyUI's log line; a listpack
-# whose allocation grows in 256 B steps), and -- only when ComfyUI wrote a line after the
-# node completed the job -- the list of such lines. No `events` stream is left after the
-# grace, no listing index but the owner's and the status's. Every job is checked: one whose
-# `started` and `cached` events were lost (a prompt that ended before its follower started)
-# was a class smaller than the others.
-KEY_MAX = {"job": 1450, "joblog": 600}
+# MEMORY USAGE of each key a finished job of this workflow keeps (bytes): the hash, and --
+# only when ComfyUI wrote a line after the node completed the job -- the list of such lines.
+# The hash measured 1,128 B (params, outputs, the folded event log and ComfyUI's log line,
+# no graph). A listpack's allocation grows in 256 B steps and this one is ~20 B below its
+# next, so the bound allows that step: a few bytes more in a job must not fail the suite.
+# No `events` stream is left after the grace, no listing index but the owner's and the
+# status's. Every job is checked: one whose `started` and `cached` events were lost (a
+# prompt that ended before its follower started) was a class smaller than the others.
+KEY_MAX = {"job": 1400, "joblog": 600}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,8 @@ async def test_a_thousand_finished_jobs_with_2mb_outputs_in_s3(
         assert {"started", "cached"} <= set(kinds), (other, kinds)
     fields = await redis.hgetall(kept["job"])
     assert b"" not in fields.values()
-    implied = {b"id", b"updated_ms", b"schema_version", b"cancel_requested", b"history"}
+    implied = {b"id", b"updated_ms", b"schema_version", b"cancel_requested", b"history",
+               b"graph"}  # fmt: skip
     assert implied.isdisjoint(fields), fields.keys()
     assert await redis.object("encoding", kept["job"]) == b"listpack"
 

@@ -250,3 +250,23 @@ async def test_keys_of_another_attempt_and_a_retried_history_are_stored(
     assert [r.outcome for r in done.history] == ["failed", "succeeded"]
     assert await store.get(job.id) == done
     assert done.outputs == outputs
+
+
+async def test_a_finished_job_of_a_published_workflow_keeps_no_graph(store: JobStore) -> None:
+    """Its graph is its version rendered with its params (WorkflowRegistry.job_graph): the
+    hash drops it at the end, unless that version is not in Redis; a raw graph stays."""
+    await store.redis.hset(store.keys.workflow("w"), "v1", "{}")
+    published = await store.enqueue(spec(workflow="w", workflow_version="v1"))
+    unknown = await store.enqueue(spec(workflow="w", workflow_version="v2"))
+    raw = await store.enqueue(spec())
+    ids = [job.id for job, _ in (published, unknown, raw)]
+    for job_id in ids:
+        assert await store.redis.hexists(store.keys.job(job_id), "graph")
+    await store.cancel(ids[0])  # queued: it ends at once
+    for _ in ids[1:]:
+        await store.claim("a", lease_ms=LEASE_MS)
+    for job_id in ids[1:]:
+        await store.complete(job_id, "a", [])
+    kept = [await store.redis.hexists(store.keys.job(job_id), "graph") for job_id in ids]
+    assert kept == [False, True, True]
+    assert (await store.get(ids[0])).graph == {}

@@ -14,7 +14,10 @@ whole retention (`to_fields`/`from_fields` are the one mapping, both ways):
   node_id, started_ms and finished_ms), and an output's `key` while it is the blob name
   of the attempt that stored it (`stored_outputs`; derived from pool, attempts and
   started_ms), with that output's members at OutputRef's defaults;
-- a None field (scripts later write '' for one they clear; both read back as None).
+- a None field (scripts later write '' for one they clear; both read back as None);
+- the `graph` of a finished job of a published workflow, while its version is in Redis
+  (drop_rendered_graph in lua/_lib.lua): it reads back as {}, and
+  `WorkflowRegistry.job_graph` renders it again from `workflow_version` and `params`.
 The hash also holds FOLDED_LOG, the job's event log once it ended (store/events.py), and
 FOLDED_JOBLOG<n>, its last attempt's ComfyUI log lines when few (store/joblogs.py), which
 are not fields of the model.

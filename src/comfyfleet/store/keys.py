@@ -296,6 +296,10 @@ class Keys:
     def workflow(self, name: str) -> str:
         return f"{self.prefix}:workflow:{name}"
 
+    def workflow_prefix(self) -> str:
+        """The prefix scripts append a workflow name to (finish() looks up a version)."""
+        return f"{self.prefix}:workflow:"
+
     def workflow_log(self, name: str) -> str:
         return f"{self.prefix}:workflow:{name}:log"
 

@@ -140,6 +140,7 @@ class Namespace:
     owned_prefix: str
     ready_prefix: str
     tenant_prefix: str
+    workflow_prefix: str
     fair_prefix: str
     serve_prefix: str
     cover_prefix: str
@@ -174,6 +175,7 @@ class Namespace:
             owned_prefix=keys.owned_prefix(),
             ready_prefix=keys.ready_prefix(),
             tenant_prefix=keys.tenant_prefix(),
+            workflow_prefix=keys.workflow_prefix(),
             depth=keys.depth,
             **keys.scheduling_prefixes(),
             wake_channel=keys.wake_channel,

@@ -13,13 +13,16 @@ import builtins
 import hashlib
 import re
 from collections import OrderedDict
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from comfyfleet.errors import UnknownWorkflow
+from comfyfleet.errors import ComfyfleetError, UnknownWorkflow
+from comfyfleet.models.job import Job
 from comfyfleet.store.keys import Keys
 from comfyfleet.store.scripts import text
 from comfyfleet.templates.model import WORKFLOW_NAME_PATTERN, Template
+from comfyfleet.templates.render import render
 
 CURRENT = "current"
 # Fields of a workflow hash that are not versions.
@@ -85,6 +88,18 @@ class WorkflowRegistry:
         if not versions:
             raise UnknownWorkflow(f"no workflow named {name!r}", workflow=name)
         return versions
+
+    async def job_graph(self, job: Job) -> dict[str, Any]:
+        """The graph `job` ran: its own, or, for a finished job of a published workflow,
+        which keeps none (drop_rendered_graph in store/lua/_lib.lua), its template at its
+        version rendered again with its params -- the same graph, as rendering is pure and
+        versions never change. {} when that version is not in Redis."""
+        if job.graph or not (job.workflow and job.workflow_version):
+            return job.graph
+        try:
+            return render(await self.get(job.workflow, job.workflow_version), job.params)
+        except ComfyfleetError:
+            return {}
 
     def _remember(self, template: Template) -> Template:
         self._cache[(template.name, template.version)] = template

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from comfyfleet.balancer.admission import queue_limit
-from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES
+from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, WORKFLOWS
 from comfyfleet.balancer.inputs_api import hold_inputs
 from comfyfleet.balancer.native import shapes
 from comfyfleet.balancer.native.access import own_job
@@ -174,6 +174,8 @@ async def post_interrupt(request: web.Request) -> web.Response:
 async def _entry(request: web.Request, job: Job) -> Json:
     events = await request.app[JOBS].events(job.id, count=HISTORY_EVENTS)
     flat = [{"at_ms": int(entry_id.split("-")[0]), **event} for entry_id, event in events]
+    if not job.graph:  # a finished job of a published workflow: rendered again
+        job = job.model_copy(update={"graph": await request.app[WORKFLOWS].job_graph(job)})
     return shapes.history_entry(job, flat)
 
 

@@ -522,6 +522,19 @@ local function fold_joblog(job_key, job_id)
   end
 end
 
+-- A finished job of a published workflow keeps no graph: it is the template at
+-- `workflow_version` rendered with `params` (balancer/jobs_api.py makes nothing else, and
+-- templates/render.py renders the same graph again: templates/registry.py job_graph), and
+-- a version is never deleted, only retired. For a workflow of real size the graph is most
+-- of the job's bytes, kept for the whole retention. Kept when the version is not found.
+local function drop_rendered_graph(job_key)
+  local f = redis.call('HMGET', job_key, 'workflow', 'workflow_version')
+  if f[1] and f[1] ~= '' and f[2] and f[2] ~= ''
+      and redis.call('HEXISTS', NS.workflow_prefix .. f[1], f[2]) == 1 then
+    redis.call('HDEL', job_key, 'graph')
+  end
+end
+
 -- End a job: stamp it and let its hash expire after the retention (its event log is folded
 -- into it by the terminal `state` event: emit_state). updated_ms goes: it equals finished_ms,
 -- which models/job.py reads in its place.
@@ -530,6 +543,7 @@ local function finish(job_key, job_id, status, now)
   redis.call('HSET', job_key, 'finished_ms', now)
   redis.call('HDEL', job_key, 'updated_ms')
   drop_empty_fields(job_key)
+  drop_rendered_graph(job_key)
   fold_joblog(job_key, job_id)
   redis.call('PEXPIRE', job_key, NS.retention_ms)
   -- Webhooks (store/webhooks.py): record the end in the same atomic step, so a balancer that
