@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-from comfyfleet.balancer.reaper import Reaper
+from comfyfleet.balancer.reaper import INVENTORY_SWEEP_MS, Reaper
 from comfyfleet.clock import FrozenClock
 from comfyfleet.models.job import JobError, JobStatus
 from comfyfleet.models.node import NodeState
+from comfyfleet.store.inventory import InventoryStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.nodes import NodeRegistry
 
@@ -125,3 +126,30 @@ async def test_failed_job_error_names_the_node(store: JobStore, registry: NodeRe
         "n1",
         "n1",
     )
+
+
+async def test_inventories_no_registered_node_has_are_dropped_after_the_keep_time(
+    store: JobStore, registry: NodeRegistry, clock: FrozenClock
+) -> None:
+    """Checked once a minute: an inventory a registered node has stays, even while the
+    node is lost; one nobody has goes after the keep time, as does a forgotten node's."""
+    minute = INVENTORY_SWEEP_MS
+    reaper = Reaper(store, registry, forget_after_ms=minute, inventory_keep_ms=2 * minute)
+    inventories = InventoryStore(store.redis, store.keys)
+    for digest in ("d-live", "d-gone", "d-nobody"):
+        await inventories.publish(digest, {"EmptyImage": {}}, {})
+    await registry.heartbeat(node_info("n1", inventory_digest="d-live"))
+    await registry.heartbeat(node_info("n2", inventory_digest="d-gone"))
+
+    async def pass_after(step_ms: int) -> set[str]:
+        await clock.step(step_ms)
+        await registry.heartbeat(node_info("n1", inventory_digest="d-live"))
+        await reaper.run_once()
+        return await inventories.known()
+
+    assert await pass_after(0) == {"d-live", "d-gone", "d-nobody"}  # d-nobody unused from 0
+    assert await pass_after(minute) == {"d-live", "d-gone", "d-nobody"}  # n2 lost
+    assert await pass_after(minute) == {"d-live", "d-gone"}  # n2 forgotten: d-gone unused
+    assert [n.node_id for n in await registry.all()] == ["n1"]
+    assert await pass_after(minute) == {"d-live", "d-gone"}
+    assert await pass_after(minute) == {"d-live"}

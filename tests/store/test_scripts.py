@@ -14,6 +14,7 @@ from comfyfleet.alerts import store as alert_store
 from comfyfleet.store import (
     apikeys,
     inputs,
+    inventory,
     joblogs,
     leader,
     logins,
@@ -44,6 +45,7 @@ STANDALONE_ARGS: dict[str, type] = {
     "apikey_create": apikeys.CreateArgs,
     "class_register": routing.RegisterArgs,
     "cover": routing.CoverArgs,
+    "inventory_drop": inventory.DropArgs,
     "apikey_revoke": apikeys.RevokeArgs,
     "apikey_touch": apikeys.TouchArgs,
     "joblog_append": joblogs.AppendArgs,

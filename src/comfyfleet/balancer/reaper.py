@@ -7,6 +7,8 @@ Two ways a job comes back, both one atomic script per step:
 - its lease expired (the node is alive but stopped renewing: hung, or cut off from Redis
   longer than a lease): `JobStore.requeue_expired`.
 A requeued job avoids the node it left; a job out of attempts fails with its history.
+Nodes lost for long are then forgotten, and, once a minute, the inventories no registered
+node has had for an hour are dropped (`InventoryStore.sweep`).
 
 Safe to run in every balancer replica at once: each step is atomic, so two reapers never
 take a job back twice, and exactly one of them reports a node as newly lost.
@@ -21,6 +23,7 @@ import structlog
 
 from comfyfleet.errors import StoreError
 from comfyfleet.models.retry import Backoff
+from comfyfleet.store.inventory import UNUSED_KEEP_MS, InventoryStore
 from comfyfleet.store.jobs import JobStore
 from comfyfleet.store.nodes import NodeRegistry
 from comfyfleet.tasks import Pacer
@@ -32,6 +35,8 @@ DEFAULT_REAP_INTERVAL_S = 1.0
 MAX_BACKOFF_MS = 10_000
 # A lost node stays listed (as lost) this long, so operators see it, then is forgotten (ms).
 FORGET_LOST_AFTER_MS = 10 * 60 * 1000
+# How often unused inventories are looked for (ms, the fleet's clock).
+INVENTORY_SWEEP_MS = 60 * 1000
 BATCH = 100
 
 
@@ -57,11 +62,15 @@ class Reaper:
         *,
         interval_s: float = DEFAULT_REAP_INTERVAL_S,
         forget_after_ms: int = FORGET_LOST_AFTER_MS,
+        inventory_keep_ms: int = UNUSED_KEEP_MS,
     ) -> None:
         self.jobs = jobs
         self.nodes = nodes
         self.interval_s = interval_s
         self.forget_after_ms = forget_after_ms
+        self.inventories = InventoryStore(jobs.redis, jobs.keys)
+        self.inventory_keep_ms = inventory_keep_ms
+        self._inventories_swept_ms: int | None = None
         # After this reaper could not reach Redis (or Redis refused writes, being full),
         # nodes could not write either: their heartbeats and lease renewals are stale
         # through no fault of theirs. So nothing is reaped -- lost nodes nor expired
@@ -99,6 +108,7 @@ class Reaper:
         if result.expired:
             log.warning("leases_expired", count=len(result.expired), jobs=result.expired[:20])
         await self._forget_long_lost(now)
+        await self._sweep_inventories(now)
         return result
 
     async def _forget_long_lost(self, now: int) -> None:
@@ -106,6 +116,15 @@ class Reaper:
             if now - since_ms >= self.forget_after_ms:
                 await self.nodes.forget(node_id)
                 log.info("lost_node_forgotten", lost_node=node_id)
+
+    async def _sweep_inventories(self, now: int) -> None:
+        last = self._inventories_swept_ms
+        if last is not None and now - last < INVENTORY_SWEEP_MS:
+            return
+        self._inventories_swept_ms = now
+        in_use = {n.inventory_digest for n in await self.nodes.all() if n.inventory_digest}
+        for digest in await self.inventories.sweep(in_use, now, self.inventory_keep_ms):
+            log.info("inventory_dropped", digest=digest)
 
     async def run(self) -> None:
         """Pass every `interval_s` s; while Redis fails, back off (doubling, capped) and

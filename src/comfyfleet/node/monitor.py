@@ -85,9 +85,16 @@ async def beat_once(
     inventories = InventoryStore(registry.redis, registry.keys)
     await publish_inventory(inventories, status)
     await cover_classes(CapabilityStore(registry.redis, registry.keys, inventories), status, worker)
-    skew_ms = await registry.heartbeat(status.info(worker))
+    beat = await registry.heartbeat(status.info(worker))
     worker.store_reached()
-    note_skew(status, skew_ms)
+    note_skew(status, beat.skew_ms)
+    if beat.inventory_missing and status.digest == status.published_digest:
+        # Dropped while this node was away (lost long enough to be forgotten): publish it
+        # and cover every class anew at the next beat; till then it claims jobs any node
+        # can run.
+        log.warning("inventory_dropped_republishing", digest=status.digest)
+        status.published_digest = None
+        worker.digest = None
     for job_id in list(worker.controls):
         job = await store.get(job_id)
         if job is not None and job.cancel_requested:

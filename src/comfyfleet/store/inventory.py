@@ -10,6 +10,12 @@ has, and for a class several have, its combo option lists merged (a checkpoint o
 is a valid choice for the fleet). That is what the balancer shows as the fleet's
 /object_info and checks prompts against. A union is a pure function of its digest set, so
 it is cached in Redis by that set (and in this process), never invalidated, only expired.
+
+A node whose models change has a new digest, and each inventory is a whole /object_info
+(313 KB for a bare ComfyUI 0.3.64, megabytes with custom nodes), so inventories no
+registered node has are dropped: `sweep` (the reaper, every minute) notes since when each
+digest has been unused and drops it with its coverage after UNUSED_KEEP_MS. A node that
+comes back with a dropped digest hears so from its heartbeat and publishes it again.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from comfyfleet.models.job import ANY_CAPABILITY
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded
+from comfyfleet.store.scripts import Script, guarded, standalone, text
 
 # A cached union nobody asked for in this long is dropped (ms); recomputing one is cheap.
 UNION_TTL_MS = 24 * 3600 * 1000
@@ -32,6 +39,18 @@ UNION_TTL_MS = 24 * 3600 * 1000
 LOCAL_UNIONS = 8
 # Inventories kept parsed in this process (one per kind of node in the fleet).
 LOCAL_INVENTORIES = 32
+# An inventory no registered node has had for this long is dropped (ms). Registered includes
+# nodes lost for up to the reaper's forget delay (10 minutes): a node back from a longer
+# outage publishes its inventory again.
+UNUSED_KEEP_MS = 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class DropArgs:
+    digest: str
+    cover_prefix: str
+    serve_prefix: str
+    any_class: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class InventoryStore:
         self.keys = keys
         self._unions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._inventories: OrderedDict[str, Inventory] = OrderedDict()
+        self._drop: Script[DropArgs] = standalone(redis, "inventory_drop")
 
     @guarded
     async def publish(
@@ -163,3 +183,33 @@ class InventoryStore:
         while len(self._unions) > LOCAL_UNIONS:
             self._unions.popitem(last=False)
         return merged
+
+    @guarded
+    async def sweep(
+        self, in_use: set[str], now_ms: int, keep_ms: int = UNUSED_KEEP_MS
+    ) -> list[str]:
+        """Drop the inventories no registered node has had for `keep_ms` (`in_use`: the
+        digests of the registered nodes, lost ones included; `now_ms`: the fleet's clock),
+        with their coverage (lua/inventory_drop.lua). Returns the digests dropped."""
+        known = await self.known()
+        raw = await self.redis.hgetall(self.keys.inventories_unused)
+        since = {text(digest): int(ms) for digest, ms in raw.items()}
+        back = [d for d in since if d in in_use or d not in known]
+        newly = sorted(known - in_use - since.keys())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if back:
+                pipe.hdel(self.keys.inventories_unused, *back)
+            if newly:
+                pipe.hset(self.keys.inventories_unused, mapping=dict.fromkeys(newly, now_ms))
+            await pipe.execute()
+        dropped = sorted(d for d, ms in since.items()
+                         if d in known and d not in in_use and now_ms - ms >= keep_ms)  # fmt: skip
+        for digest in dropped:
+            keys = [self.keys.inventory(digest), self.keys.inventories,
+                    self.keys.inventories_unused, self.keys.classes, self.keys.depth]  # fmt: skip
+            prefixes = self.keys.scheduling_prefixes()
+            args = DropArgs(digest, prefixes["cover_prefix"], prefixes["serve_prefix"],
+                            ANY_CAPABILITY)  # fmt: skip
+            await self._drop(keys, args)
+            self._inventories.pop(digest, None)
+        return dropped

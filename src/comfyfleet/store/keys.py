@@ -87,6 +87,10 @@ key                        type   TTL             written by
 {ns}:inventory:<digest>    STRING -               store/inventory.py (a node, once per digest):
                                                   {"object_info", "models"} of that inventory
 {ns}:inventories           SET    -               store/inventory.py: every digest published
+                                                  and not yet dropped
+{ns}:inventories:unused    HASH   -               store/inventory.py sweep (the reaper):
+                                                  digest -> since when no registered node has
+                                                  it; dropped with its coverage after an hour
 {ns}:inventory-union:<id>  STRING 1 day           store/inventory.py: merged object_info of a
                                                   set of digests (id: hash of the sorted set)
 {ns}:authfail:<source>     HASH   15 min after    store/logins.py: failed logins of one address
@@ -348,6 +352,10 @@ class Keys:
     @property
     def inventories(self) -> str:
         return f"{self.prefix}:inventories"
+
+    @property
+    def inventories_unused(self) -> str:
+        return f"{self.prefix}:inventories:unused"
 
     def inventory_union(self, union_id: str) -> str:
         return f"{self.prefix}:inventory-union:{union_id}"

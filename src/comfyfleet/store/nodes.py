@@ -35,6 +35,15 @@ class HeartbeatArgs:
     record: str  # NodeInfo JSON; last_seen_ms is the score the script stamps
     record_ttl_ms: int
     ready: bool
+    inventory_key: str  # '' without an inventory digest
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat tells its node."""
+
+    skew_ms: int  # how far the node's clock is ahead of the fleet's (negative: behind)
+    inventory_missing: bool  # its inventory was dropped (store/inventory.py sweep)
 
 
 class NodeRegistry:
@@ -60,11 +69,11 @@ class NodeRegistry:
         return self.heartbeat_ms * LOST_AFTER_BEATS
 
     @guarded
-    async def heartbeat(self, info: NodeInfo) -> int:
+    async def heartbeat(self, info: NodeInfo) -> Beat:
         """Write the node's record with a TTL and its last-seen score (the fleet's clock);
         list it in the ready index of its pools while it is ready, and clear a lost mark
-        (it is back). Returns how far this process's clock is ahead of the fleet's (ms,
-        negative: behind), measured around the call."""
+        (it is back). Answers how far this process's clock is ahead of the fleet's,
+        measured around the call, and whether the inventory it names is gone."""
         keys = [self.keys.node(info.node_id), self.keys.nodes, self.keys.lost, self.keys.clock]
         keys += [self.keys.ready(pool) for pool in info.pools]
         args = HeartbeatArgs(
@@ -72,10 +81,12 @@ class NodeRegistry:
             record=orjson.dumps(info.model_dump(mode="json")).decode(),
             record_ttl_ms=self.lost_after_ms * 10,
             ready=info.state is NodeState.READY,
-        )
+            inventory_key=self.keys.inventory(info.inventory_digest) if info.inventory_digest
+            else "",
+        )  # fmt: skip
         sent = self.clock.now_ms()
-        fleet_now = int(await self._heartbeat(keys, args))
-        return (sent + self.clock.now_ms()) // 2 - fleet_now
+        fleet_now, missing = await self._heartbeat(keys, args)
+        return Beat((sent + self.clock.now_ms()) // 2 - int(fleet_now), bool(missing))
 
     @guarded
     async def now_ms(self) -> int:
