@@ -18,6 +18,7 @@ from comfyfleet.balancer.native import ROUTES
 from comfyfleet.cli.fleet import Fleet
 from comfyfleet.web.auth import basic_auth_header, bearer_header
 from tests.e2e.conftest import PASSWORD, USER
+from tests.inputs.samples import png
 from tests.native.conftest import workflow
 from tests.support.waiting import until
 
@@ -219,3 +220,41 @@ async def test_anonymous_is_not_the_admin(fleet: Fleet, http: aiohttp.ClientSess
     assert (await anonymous.call("POST", "/free", {"unload_models": True}))[0] == 403
     assert (await anonymous.call("GET", "/api/v1/apikeys"))[0] == 403
     assert (await Client(http, fleet.balancer_url, ADMIN).call("POST", "/free", {}))[0] == 200
+
+
+async def test_the_names_a_key_gave_its_uploads_are_its_own(
+    fleet: Fleet, http: aiohttp.ClientSession
+) -> None:
+    """Alice's `clipspace/mine.png` resolves for her only: Bob's /view, original_ref and
+    LoadImage of that name find nothing of hers (his prompt keeps the name as he wrote it)."""
+    base = fleet.balancer_url
+    admin = Client(http, base, ADMIN)
+    alice = Client(http, base, bearer_header(await _key(admin, "alice-names")))
+    bob = Client(http, base, bearer_header(await _key(admin, "bob-names")))
+    form = aiohttp.FormData()
+    form.add_field("image", png(8, 6), filename="mine.png", content_type="image/png")
+    form.add_field("subfolder", "clipspace")
+    async with http.post(f"{base}/upload/image", data=form, headers=alice.headers) as r:
+        assert r.status == 200, await r.text()
+    view = "/view?filename=mine.png&subfolder=clipspace&type=input"
+    assert (await alice.call("GET", view))[0] == 200
+    assert (await bob.call("GET", view))[0] == 404
+
+    form = aiohttp.FormData()
+    form.add_field("image", png(8, 6), filename="m.png", content_type="image/png")
+    ref = {"filename": "mine.png", "subfolder": "clipspace", "type": "input"}
+    form.add_field("original_ref", json.dumps(ref))
+    async with http.post(f"{base}/upload/mask", data=form, headers=bob.headers) as r:
+        assert r.status == 404
+
+    graph = workflow("c_load_invert_save")
+    graph["1"]["inputs"]["image"] = "clipspace/mine.png [input]"
+    async with drained(admin):
+        for who, expected in ((alice, "cfin_"), (bob, "clipspace/mine.png [input]")):
+            status, answer = await who.call("POST", "/prompt", {"prompt": graph})
+            assert status == 200, answer
+            queued = (await who.call("GET", "/queue"))[1]["queue_pending"]
+            named = [item[2]["1"]["inputs"]["image"] for item in queued
+                     if item[1] == answer["prompt_id"]]  # fmt: skip
+            assert named[0].startswith(expected), named
+            assert (await who.call("POST", "/queue", {"delete": [answer["prompt_id"]]}))[0] == 200

@@ -95,6 +95,86 @@ async def test_a_mask_is_merged_into_the_image_it_masks(fleet: Fleet) -> None:
         assert (status, problem["field"]) == (404, "original_ref")
 
 
+async def _upload(http: aiohttp.ClientSession, url: str, image: bytes, filename: str,
+                  original_ref: dict[str, str] | None = None) -> Any:  # fmt: skip
+    """An upload as the editor's mask editor sends it: into `clipspace`, by its own name."""
+    form = aiohttp.FormData()
+    form.add_field("image", image, filename=filename, content_type="image/png")
+    if original_ref is not None:
+        form.add_field("original_ref", json.dumps(original_ref))
+    form.add_field("type", "input")
+    form.add_field("subfolder", "clipspace")
+    async with http.post(url, data=form) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_the_mask_editor_names_its_uploads_as_it_sent_them(fleet: Fleet) -> None:
+    """The editor's mask editor saves four uploads under names it chose in `clipspace/`,
+    merges the last into the third by that name, shows them with /view by name, and sets
+    the LoadImage to `clipspace/<name> [input]`: each resolves to the fleet's upload."""
+    base = fleet.balancer_url
+    original = Image.new("RGB", (8, 6), (10, 200, 30))
+    mask = Image.new("RGBA", (8, 6), (0, 0, 0, 255))
+    mask.putpixel((2, 3), (0, 0, 0, 0))
+    painted = Image.new("RGB", (8, 6), (250, 5, 5))  # the original with paint on it
+    ts = 4242
+    async with aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("image", _png(original), filename="photo.png", content_type="image/png")
+        async with http.post(f"{base}/upload/image", data=form) as r:
+            uploaded = await r.json()
+        first = {"filename": uploaded["name"], "subfolder": "", "type": "input"}
+        await _upload(http, f"{base}/upload/mask", _png(mask), f"clipspace-mask-{ts}.png",
+                      first)  # fmt: skip
+        await _upload(http, f"{base}/upload/image", _png(mask), f"clipspace-paint-{ts}.png")
+        await _upload(http, f"{base}/upload/image", _png(painted),
+                      f"clipspace-painted-{ts}.png")  # fmt: skip
+        by_its_name = {"filename": f"clipspace-painted-{ts}.png", "subfolder": "clipspace",
+                       "type": "input"}  # fmt: skip
+        last = await _upload(http, f"{base}/upload/mask", _png(mask),
+                             f"clipspace-painted-masked-{ts}.png", by_its_name)  # fmt: skip
+        params = {"filename": f"clipspace-painted-masked-{ts}.png", "subfolder": "clipspace",
+                  "type": "input"}  # fmt: skip
+        async with http.get(f"{base}/view", params=params) as r:
+            assert r.status == 200
+            shown = await r.read()
+        async with http.get(f"{base}/view", params={"filename": last["name"],
+                                                    "type": "input"}) as r:  # fmt: skip
+            assert await r.read() == shown
+        result = Image.open(io.BytesIO(shown))
+        assert result.getpixel((0, 0)) == (250, 5, 5, 255)  # the painted image...
+        assert result.getpixel((2, 3)) == (250, 5, 5, 0)  # ...with the mask as its alpha
+
+        graph = workflow("c_load_invert_save")
+        graph["1"]["inputs"]["image"] = f"clipspace/clipspace-painted-masked-{ts}.png [input]"
+        prompt_id, _frames, history, images = await run_like_the_example(base, graph)
+        assert history["status"]["status_str"] == "success", history
+        assert history["prompt"][2]["1"]["inputs"]["image"] == last["name"]
+        inverted = Image.open(io.BytesIO(images[0])).convert("RGB")
+        assert inverted.getpixel((0, 0)) == (5, 250, 250)
+
+        # A mask on one of the caller's outputs: original_ref names it as /history does.
+        (output,) = [o["images"][0] for o in history["outputs"].values()]
+        assert output["subfolder"] == prompt_id
+        on_output = await _upload(http, f"{base}/upload/mask", _png(mask), "m.png", output)
+        async with http.get(f"{base}/view", params={"filename": on_output["name"],
+                                                    "type": "input"}) as r:  # fmt: skip
+            masked = Image.open(io.BytesIO(await r.read()))
+        assert masked.getpixel((0, 0)) == (5, 250, 250, 255)
+
+        # Names that would leave ComfyUI's input folder are refused; unknown ones are 404.
+        form = aiohttp.FormData()
+        form.add_field("image", _png(mask), filename="x.png", content_type="image/png")
+        form.add_field("subfolder", "../../etc")
+        async with http.post(f"{base}/upload/image", data=form) as r:
+            assert (r.status, (await r.json())["field"]) == (400, "subfolder")
+        unknown = {"filename": "never-sent.png", "subfolder": "clipspace", "type": "input"}
+        status, problem = await _post_form(http, f"{base}/upload/mask", _png(mask),
+                                           json.dumps(unknown))  # fmt: skip
+        assert (status, problem["field"]) == (404, "original_ref")
+
+
 def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from comfyfleet.balancer.appkeys import CONFIG, REDIS, RESULTS
 from comfyfleet.balancer.input_urls import InputFetcher
 from comfyfleet.errors import BadRequest, ComfyfleetError, ValidationFailed
+from comfyfleet.store.input_names import InputNames
 from comfyfleet.store.inputs import INPUT_ID_PATTERN, INPUT_NAME_PATTERN, InputStore, input_names
 from comfyfleet.store.keys import Keys
 from comfyfleet.web.auth import caller_of, principal_of
@@ -33,6 +35,7 @@ from comfyfleet.web.responses import UPLOAD_BODY_LIMIT, PayloadTooLarge, json_re
 FILE_PARTS = ("image", "file")
 CHUNK_BYTES = 64 * 1024
 INPUTS = web.AppKey("inputs", InputStore)
+INPUT_NAMES = web.AppKey("input_names", InputNames)
 FETCHER = web.AppKey("input_fetcher", InputFetcher)
 routes = web.RouteTableDef()
 
@@ -64,6 +67,7 @@ async def inputs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INPUTS] = InputStore(app[REDIS], keys, blobs=app[RESULTS].blobs,
                              caller_quota_bytes=bounds.caller_quota_bytes,
                              total_bytes=bounds.total_bytes)  # fmt: skip
+    app[INPUT_NAMES] = InputNames(app[REDIS], keys)
     app[FETCHER] = fetcher = InputFetcher(app[CONFIG].input_urls)
     yield
     await fetcher.close()
@@ -93,8 +97,9 @@ class UnsupportedMediaType(ComfyfleetError):
     title = "Unsupported media type"
 
 
-# The `name` parameter of a part's Content-Disposition, quoted or not.
+# The `name` and `filename` parameters of a part's Content-Disposition, quoted or not.
 _PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
+_PART_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
 
 
 def _part_name(part: aiohttp.BodyPartReader) -> str | None:
@@ -104,11 +109,27 @@ def _part_name(part: aiohttp.BodyPartReader) -> str | None:
     return (found.group(1) if found.group(1) is not None else found.group(2)) if found else None
 
 
-async def _read_form(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
-    """The bytes of the first file part, and the other parts as text (form fields such as
-    /upload/mask's `original_ref`); every part counts against `limit` bytes."""
+@dataclass(frozen=True)
+class Upload:
+    """A multipart upload: its file, the name the client gave the file, and its other
+    parts as text (form fields such as /upload/mask's `original_ref`)."""
+
+    data: bytes
+    filename: str | None
+    fields: dict[str, str]
+
+
+def _part_filename(part: aiohttp.BodyPartReader) -> str | None:
+    """The file name the client gave a part (read like `_part_name`, for the same reason)."""
+    found = _PART_FILENAME.search(part.headers.get("Content-Disposition", ""))
+    return (found.group(1) if found.group(1) is not None else found.group(2)) if found else None
+
+
+async def _read_form(request: web.Request, limit: int) -> Upload:
+    """The first file part and the other parts; every part counts against `limit` bytes."""
     reader = await request.multipart()
     data: bytes | None = None
+    filename: str | None = None
     fields: dict[str, str] = {}
     total = 0
     while (part := await reader.next()) is not None:
@@ -121,21 +142,18 @@ async def _read_form(request: web.Request, limit: int) -> tuple[bytes, dict[str,
                 raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
             chunks.append(chunk)
         name = _part_name(part)
-        if name in FILE_PARTS:
-            data = data if data is not None else b"".join(chunks)
+        if name in FILE_PARTS and data is None:
+            data, filename = b"".join(chunks), _part_filename(part)
         elif name and part.filename is None:
             fields.setdefault(name, b"".join(chunks).decode("utf-8", "replace"))
     if not data:
         raise BadRequest(f"no file: send it as a multipart part named {' or '.join(FILE_PARTS)}")
-    return data, fields
+    return Upload(data, filename, fields)
 
 
-async def read_upload_form(
-    request: web.Request, limit: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    """The file of a multipart upload (a part named `image` or `file`) and its text
-    fields, at most `limit` bytes (None: UPLOAD_BODY_LIMIT); 400 for a malformed body,
-    413 beyond the limit."""
+async def read_upload_form(request: web.Request, limit: int | None = None) -> Upload:
+    """A multipart upload (its file a part named `image` or `file`) of at most `limit`
+    bytes (None: UPLOAD_BODY_LIMIT); 400 for a malformed body, 413 beyond the limit."""
     limit = UPLOAD_BODY_LIMIT if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
@@ -152,8 +170,7 @@ async def read_upload_form(
 
 async def read_upload(request: web.Request, limit: int | None = None) -> bytes:
     """The file of a multipart upload alone (see read_upload_form)."""
-    data, _fields = await read_upload_form(request, limit)
-    return data
+    return (await read_upload_form(request, limit)).data
 
 
 @routes.post("/api/v1/inputs")

@@ -99,6 +99,9 @@ key                        type   TTL             written by
                                                   processes forget what they cached as clean
 {ns}:input:<id>            HASH   input TTL       store/inputs.py: an uploaded image (bytes, type,
                                                   size); each job that names it extends the TTL
+{ns}:input-names:<owner>   HASH   input TTL after store/input_names.py: the names a ComfyUI
+                                  the owner's     client gave its uploads ("subfolder/file")
+                                  last upload     -> input name
 {ns}:inputs:ledger         ZSET   -               lua/input_put.lua: "<id>|<size>|<caller>" by
                                                   expiry ms, what each caller is charged for
 {ns}:inputs:usage          HASH   -               lua/input_put.lua: caller -> bytes held, "*"
@@ -374,6 +377,9 @@ class Keys:
 
     def input(self, input_id: str) -> str:
         return f"{self.prefix}:input:{input_id}"
+
+    def input_names(self, owner: str) -> str:
+        return f"{self.prefix}:input-names:{owner}"
 
     @property
     def input_ledger(self) -> str:

@@ -10,6 +10,7 @@ which would silently lose the image.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,9 +24,23 @@ class MasksUnavailable(ComfyfleetError):
     title = "Mask merging is not installed"
 
 
-def original_name(raw: str | None) -> str:
-    """The uploaded image `original_ref` names (ComfyUI: `{"filename", "subfolder",
-    "type"}`); the fleet's uploads are `type: input` with no subfolder."""
+@dataclass(frozen=True)
+class FileRef:
+    """A ComfyUI file reference: `{"filename", "subfolder", "type"}`."""
+
+    filename: str
+    subfolder: str
+    type: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+
+
+def original_ref(raw: str | None) -> FileRef:
+    """The image `original_ref` names (ComfyUI: `{"filename", "subfolder", "type"}`): an
+    upload (`type` input, by either of its names: files.py) or an output (`type` output or
+    temp, its `subfolder` the prompt id)."""
     if raw is None:
         raise BadRequest("original_ref is required: the image the mask belongs to",
                          field="original_ref")  # fmt: skip
@@ -35,10 +50,11 @@ def original_name(raw: str | None) -> str:
         raise BadRequest("original_ref must be JSON", field="original_ref") from None
     if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str):
         raise BadRequest("original_ref must be an object with a filename", field="original_ref")
-    if ref.get("type", "input") != "input" or ref.get("subfolder") not in (None, ""):
-        raise BadRequest("original_ref must name an uploaded image (type input, no subfolder)",
-                         field="original_ref")  # fmt: skip
-    return str(ref["filename"])
+    subfolder, kind = ref.get("subfolder") or "", ref.get("type") or "input"
+    if not isinstance(subfolder, str) or kind not in ("input", "output", "temp"):
+        raise BadRequest("original_ref's subfolder must be a string and its type input, "
+                         "output or temp", field="original_ref")  # fmt: skip
+    return FileRef(ref["filename"], subfolder.strip("/"), kind)
 
 
 def merge_mask(original: bytes, mask: bytes) -> bytes:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from comfyfleet.balancer.admission import queue_limit
 from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, WORKFLOWS
-from comfyfleet.balancer.inputs_api import hold_inputs
+from comfyfleet.balancer.inputs_api import INPUT_NAMES, hold_inputs
 from comfyfleet.balancer.native import shapes
 from comfyfleet.balancer.native.access import own_job
 from comfyfleet.balancer.native.catalog import InfoCatalogue
@@ -30,6 +30,7 @@ from comfyfleet.errors import BadRequest
 from comfyfleet.models.file_inputs import check_file_names
 from comfyfleet.models.graph import check_graph
 from comfyfleet.models.job import Job, JobSpec, JobStatus
+from comfyfleet.store.input_names import InputNames, looked_up
 from comfyfleet.store.prompt_feed import CLIENT_ID_RE
 from comfyfleet.web.auth import principal_of
 from comfyfleet.web.numbers import ascii_int
@@ -91,6 +92,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     graph = check_graph(graph)
     check_file_names(graph)
     owner = principal_of(request).label
+    await name_uploads(request.app[INPUT_NAMES], owner, graph)
     metadata = {shapes.OUTPUTS: ",".join(outputs)} if outputs else {}
     if client_id:
         metadata[shapes.CLIENT_ID] = client_id
@@ -112,6 +114,20 @@ async def post_prompt(request: web.Request) -> web.Response:
         await request.app[FEED].announce(owner, client_id, job.id)
     reply = {"prompt_id": job.id, "number": shapes.number_of(job), "node_errors": node_errors}
     return web.json_response(reply)
+
+
+async def name_uploads(names: InputNames, owner: str, graph: Json) -> None:
+    """Put the fleet's name in place of each image the prompt names as its client sent it
+    to /upload/image (`clipspace/x.png [input]`, `photo.png`: store/input_names.py), so
+    the job holds and stages that upload. Anything else stays as it is."""
+    places: dict[str, list[tuple[Json, str]]] = {}
+    for node in graph.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, str) and (path := looked_up(value)) is not None:
+                places.setdefault(path, []).append((node["inputs"], key))
+    for path, name in (await names.resolve(owner, list(places))).items():
+        for inputs, key in places[path]:
+            inputs[key] = name
 
 
 async def get_prompt(request: web.Request) -> web.Response:
