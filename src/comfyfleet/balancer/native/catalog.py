@@ -9,15 +9,18 @@ so the balancer never needs to reach a node for it.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from comfyfleet.models.node import NodeInfo, NodeState
+from comfyfleet.store.input_names import split_annotation
+from comfyfleet.store.inputs import input_id_of
 from comfyfleet.store.inventory import InventoryStore
 
 Json = dict[str, Any]
-# Inputs a class checks itself (ComfyUI's VALIDATE_INPUTS): the file must exist, which is
-# judged at the node; the fleet refuses names of missing uploads at submit instead.
+# Inputs a class checks itself (ComfyUI's VALIDATE_INPUTS): the file must exist
+# (`input_file_exists`).
 CUSTOM_VALIDATED = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
 
 
@@ -40,6 +43,35 @@ class Inventory:
         # (inventories never change), so a prompt costs no Redis round trip for them.
         found = [await self.store.get(digest) for digest in digests]
         return await self.store.union(digests), None not in found
+
+
+def input_file_exists(object_info: Json) -> Callable[[str], bool]:
+    """What the fleet's `LoadImage` can open, as ComfyUI's VALIDATE_INPUTS judges it: an
+    upload (`cfin_...`; whether it is there and the caller's is checked when the prompt
+    holds it), or a file some node has in its input folder (the union's LoadImage
+    choices). A client's own name for an upload was turned into the fleet's before
+    (prompts.name_uploads); an `[output]`/`[temp]` file is on one ComfyUI only, under
+    another name than the fleet shows, so no node could open it."""
+    choices: set[str] = set()
+    for class_type, inputs in CUSTOM_VALIDATED.items():
+        for name in inputs:
+            choices.update(_choices(object_info.get(class_type), name))
+
+    def exists(value: str) -> bool:
+        path, kind = split_annotation(value)
+        return kind == "input" and (input_id_of(path) is not None or path in choices)
+
+    return exists
+
+
+def _choices(info: Any, name: str) -> list[str]:
+    """The combo options of input `name` of a class's object_info entry (either form)."""
+    spec = ((info or {}).get("input") or {}).get("required", {}).get(name)
+    if isinstance(spec, list) and spec and isinstance(spec[0], list):
+        return [str(c) for c in spec[0]]
+    if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict):
+        return [str(c) for c in spec[1].get("options") or []]
+    return []
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from comfyfleet.balancer.appkeys import CONFIG, JOBS, NODES, WORKFLOWS
 from comfyfleet.balancer.inputs_api import INPUT_NAMES, hold_inputs
 from comfyfleet.balancer.native import shapes
 from comfyfleet.balancer.native.access import own_job
-from comfyfleet.balancer.native.catalog import InfoCatalogue
+from comfyfleet.balancer.native.catalog import InfoCatalogue, input_file_exists
 from comfyfleet.balancer.native.context import FEED, INVENTORY, VEIL
 from comfyfleet.balancer.native.queues import remaining, unfinished
 from comfyfleet.balancer.schemas import JOB_ID_RE
@@ -46,10 +46,12 @@ HISTORY_SCAN_PAGES = 20
 
 
 def refusal(
-    kind: str, message: str, details: str = "", node_errors: Json | None = None
+    kind: str, message: str, details: str | None = None, node_errors: Json | None = None
 ) -> web.Response:
-    """ComfyUI's 400 body for a prompt it will not queue."""
-    error = {"type": kind, "message": message, "details": details or message, "extra_info": {}}
+    """ComfyUI's 400 body for a prompt it will not queue (`details`: the message when not
+    given, as ComfyUI's own checks of the body have it; validation gives its own)."""
+    details = message if details is None else details
+    error = {"type": kind, "message": message, "details": details, "extra_info": {}}
     return web.json_response({"error": error, "node_errors": node_errors or {}}, status=400)
 
 
@@ -74,6 +76,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     if prompt_id is not None and not (isinstance(prompt_id, str) and JOB_ID_RE.match(prompt_id)):
         raise BadRequest("prompt_id must be 1 to 64 letters, digits, '_' or '-'", field="prompt_id")
     graph = copy.deepcopy(prompt)
+    owner = principal_of(request).label
+    await name_uploads(request.app[INPUT_NAMES], owner, graph)
     nodes = await request.app[NODES].all()
     object_info, complete = await request.app[INVENTORY].union(nodes)
     outputs: list[str] = []
@@ -81,7 +85,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     # Without every ready node's inventory (none ready yet, or one did not answer) a class
     # missing from the union proves nothing: the fleet's own checks only.
     if object_info and complete:
-        verdict = validate_prompt(graph, InfoCatalogue(object_info), lambda _name: True)
+        catalogue = InfoCatalogue(object_info)
+        verdict = validate_prompt(graph, catalogue, input_file_exists(object_info))
         if not verdict.ok:
             error = verdict.error or {}
             return refusal(
@@ -91,8 +96,6 @@ async def post_prompt(request: web.Request) -> web.Response:
         outputs, node_errors = verdict.outputs, verdict.node_errors
     graph = check_graph(graph)
     check_file_names(graph)
-    owner = principal_of(request).label
-    await name_uploads(request.app[INPUT_NAMES], owner, graph)
     metadata = {shapes.OUTPUTS: ",".join(outputs)} if outputs else {}
     if client_id:
         metadata[shapes.CLIENT_ID] = client_id
@@ -122,9 +125,12 @@ async def name_uploads(names: InputNames, owner: str, graph: Json) -> None:
     the job holds and stages that upload. Anything else stays as it is."""
     places: dict[str, list[tuple[Json, str]]] = {}
     for node in graph.values():
-        for key, value in node["inputs"].items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            continue  # validation names what is wrong with the node
+        for key, value in inputs.items():
             if isinstance(value, str) and (path := looked_up(value)) is not None:
-                places.setdefault(path, []).append((node["inputs"], key))
+                places.setdefault(path, []).append((inputs, key))
     for path, name in (await names.resolve(owner, list(places))).items():
         for inputs, key in places[path]:
             inputs[key] = name
