@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from comfyfleet.alerts import store as alert_store
 from comfyfleet.store import (
     apikeys,
+    input_names,
     inputs,
     inventory,
     joblogs,
@@ -46,6 +47,7 @@ STANDALONE_ARGS: dict[str, type] = {
     "class_register": routing.RegisterArgs,
     "cover": routing.CoverArgs,
     "inventory_drop": inventory.DropArgs,
+    "input_name": input_names.NameArgs,
     "apikey_revoke": apikeys.RevokeArgs,
     "apikey_touch": apikeys.TouchArgs,
     "joblog_append": joblogs.AppendArgs,

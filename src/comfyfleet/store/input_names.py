@@ -8,15 +8,18 @@ merged into the third) and many scripts go on naming the file as they sent it --
 `original_ref`, in `/view`, and in a LoadImage as `clipspace/clipspace-painted-masked-<ts>.png
 [input]`. So each upload's client name maps to its input, per owner (one owner's names
 never reach another's uploads): `{ns}:input-names:<owner>`, a HASH of `subfolder/filename`
-(or `filename`) -> input name. It expires an upload's TTL after the owner's last upload: a
-name is resolved when a prompt uses it, and the prompt then holds the input by its own
-name. The last upload under a name wins, as with ComfyUI's `overwrite`.
+(or `filename`) -> input name. A name is forgotten an upload's TTL after it was last given
+(lua/input_name.lua), and beyond MAX_NAMES an owner's oldest go first: the same bytes
+uploaded again cost nothing, so ever new names must not grow the map without bound. A name
+is resolved when a prompt uses it, and the prompt then holds the input by its own name. The
+last upload under a name wins, as with ComfyUI's `overwrite`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -24,10 +27,12 @@ from comfyfleet.errors import BadRequest
 from comfyfleet.models.file_inputs import file_name_problem
 from comfyfleet.store.inputs import INPUT_TTL_MS, input_id_of
 from comfyfleet.store.keys import Keys
-from comfyfleet.store.scripts import guarded, text
+from comfyfleet.store.scripts import Script, guarded, standalone, text
 
 # Longest client name kept (bytes of `subfolder/filename`).
 MAX_PATH = 255
+# Names kept per owner (its most recent): a mask editor's save gives four.
+MAX_NAMES = 20_000
 # ComfyUI's annotated file names: `name [input]`, `name [output]`, `name [temp]`.
 _ANNOTATED = re.compile(r"^(.*) \[(input|output|temp)\]$")
 # What an uploaded image's name ends with; other strings are never looked up.
@@ -66,22 +71,36 @@ def looked_up(value: str) -> str | None:
     return path if path.lower().endswith(IMAGE_SUFFIXES) else None
 
 
+@dataclass(frozen=True)
+class NameArgs:
+    path: str
+    name: str
+    ttl_ms: int
+    max_names: int
+
+
 class InputNames:
     """Every method raises StoreError (503 at the API edge) when Redis cannot be reached."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, ttl_ms: int = INPUT_TTL_MS) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        ttl_ms: int = INPUT_TTL_MS,
+        max_names: int = MAX_NAMES,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_ms = ttl_ms
+        self.max_names = max_names
+        self._name: Script[NameArgs] = standalone(redis, "input_name", clock=True)
 
     @guarded
     async def remember(self, owner: str, path: str, name: str) -> None:
         """`owner`'s upload sent as `path` is the input `name` (a later one replaces it)."""
-        key = self.keys.input_names(owner)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, path, name)
-            pipe.pexpire(key, self.ttl_ms)
-            await pipe.execute()
+        keys = [self.keys.input_names(owner), self.keys.input_name_times(owner), self.keys.clock]
+        await self._name(keys, NameArgs(path, name, self.ttl_ms, self.max_names))
 
     @guarded
     async def resolve(self, owner: str, paths: Sequence[str]) -> dict[str, str]:

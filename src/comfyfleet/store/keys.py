@@ -101,7 +101,9 @@ key                        type   TTL             written by
                                                   size); each job that names it extends the TTL
 {ns}:input-names:<owner>   HASH   input TTL after store/input_names.py: the names a ComfyUI
                                   the owner's     client gave its uploads ("subfolder/file")
-                                  last upload     -> input name
+                                  last upload     -> input name; each name forgotten an input
+                                                  TTL after it was given (lua/input_name.lua)
+{ns}:input-name-times:<owner> ZSET (the same)    name -> when it was last given (ms)
 {ns}:inputs:ledger         ZSET   -               lua/input_put.lua: "<id>|<size>|<caller>" by
                                                   expiry ms, what each caller is charged for
 {ns}:inputs:usage          HASH   -               lua/input_put.lua: caller -> bytes held, "*"
@@ -380,6 +382,9 @@ class Keys:
 
     def input_names(self, owner: str) -> str:
         return f"{self.prefix}:input-names:{owner}"
+
+    def input_name_times(self, owner: str) -> str:
+        return f"{self.prefix}:input-name-times:{owner}"
 
     @property
     def input_ledger(self) -> str:
