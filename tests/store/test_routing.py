@@ -152,3 +152,21 @@ async def test_cancel_and_retry_keep_the_queues_consistent(
     (again,) = await store.claim("n1", lease_ms=LEASE_MS, digest="d1")
     assert again.id == second.id
     assert await store.queue_depth() == 0
+
+
+async def test_a_tenants_best_job_is_taken_whatever_its_class(
+    store: JobStore, fleet: tuple[NodeRegistry, InventoryStore, CapabilityStore]
+) -> None:
+    """Priority, then FIFO, across the capability classes a node can run: one tenant's
+    urgent job of one workflow is not held behind its backlog of another's, and its jobs
+    of two classes run in the order they were queued."""
+    await node_up(fleet, "n1", "d1", INFO_1)
+    store.router = Router(fleet[0], fleet[2])
+    custom = [(await store.enqueue(JobSpec(graph=graph("Custom"))))[0].id for _ in range(2)]
+    basic = [(await store.enqueue(JobSpec(graph=graph("EmptyImage"))))[0].id for _ in range(2)]
+    more = (await store.enqueue(JobSpec(graph=graph("Custom"))))[0].id
+    urgent = (await store.enqueue(JobSpec(graph=graph("EmptyImage"), priority=10)))[0].id
+    order = []
+    while got := await store.claim("n1", lease_ms=LEASE_MS, digest="d1"):
+        order.append(got[0].id)
+    assert order == [urgent, *custom, *basic, more]

@@ -1,8 +1,9 @@
 -- claim: lease up to `capacity` jobs to one node, after moving due delayed jobs back into
 -- their queues. Within a pool, the node takes from the tenant with the least virtual time
 -- (GPU time used, divided by its weight) among the tenants with a queued job it can run,
--- that tenant's best job (priority, then FIFO); across pools, the better of each pool's
--- pick (priority, then FIFO; seq is global). See docs/design.md "The claim".
+-- that tenant's best job (priority, then FIFO) of every class the node can run; across
+-- pools, the better of each pool's pick (priority, then FIFO; seq is global). See
+-- docs/design.md "The claim".
 --
 -- What the node can run is its inventory digest's serve set per pool: the capability
 -- classes with queued jobs that its inventory covers, ordered by their first tenant's
@@ -74,7 +75,30 @@ local function job_of_tenant(pool, cls, owner)
   return nil
 end
 
--- This pool's fair pick for the node: {cls, owner, job_id, score} or nil.
+-- The best job (priority, then FIFO: the lowest score) of a tenant among the classes it
+-- waits in that this node can run in the pool, from its first job of class `cls`: a
+-- tenant's urgent job of one workflow must not wait behind its backlog of another's. At
+-- most `scan` other classes are looked at.
+local function best_of_tenant(pool, serve_key, first)
+  local best, looked = first, 0
+  for _, cls in ipairs(redis.call('SMEMBERS', active_key(pool, first.owner))) do
+    if looked >= scan then
+      break
+    end
+    if cls ~= first.cls and redis.call('ZSCORE', serve_key, cls) then
+      looked = looked + 1
+      local job_id, score = job_of_tenant(pool, cls, first.owner)
+      if job_id and score < best.score then
+        best = { cls = cls, owner = first.owner, job_id = job_id, score = score }
+      end
+    end
+  end
+  return best
+end
+
+-- This pool's fair pick for the node: {cls, owner, job_id, score} or nil. The tenant is
+-- the head of the first class in the serve set (the least virtual time among the tenants
+-- waiting in a class the node can run); the job is that tenant's best (best_of_tenant).
 local function pick(pool, serve_key)
   local classes = redis.call('ZRANGE', serve_key, 0, scan - 1)
   for _, cls in ipairs(classes) do
@@ -88,7 +112,8 @@ local function pick(pool, serve_key)
       else
         local job_id, score = job_of_tenant(pool, cls, owner)
         if job_id then
-          return { cls = cls, owner = owner, job_id = job_id, score = score }
+          return best_of_tenant(pool, serve_key,
+            { cls = cls, owner = owner, job_id = job_id, score = score })
         end
       end
     end
