@@ -11,19 +11,9 @@ import aiohttp
 import pytest
 
 from comfyfleet.cli.fleet import Fleet
-from tests.support.traces import load
+from tests.support.traces import EXACT_REJECTIONS, load
 
 FOLDER = "07_validation_errors"
-RECORDED = [
-    "body_without_prompt_key",
-    "e1_invalid_bad_input_type",
-    "e2_invalid_missing_node_class",
-    "e3_invalid_link_type_mismatch",
-    "e4_invalid_out_of_range_and_missing_input",
-    "e5_invalid_no_output_node",
-    "e6_invalid_loadimage_missing_file",
-    "node_without_class_type",
-]
 
 
 async def post_prompt(fleet: Fleet, body: dict[str, Any]) -> tuple[int, Any]:
@@ -34,7 +24,7 @@ async def post_prompt(fleet: Fleet, body: dict[str, Any]) -> tuple[int, Any]:
         return r.status, await r.json()
 
 
-@pytest.mark.parametrize("name", RECORDED)
+@pytest.mark.parametrize("name", EXACT_REJECTIONS)
 async def test_the_fleet_refuses_like_comfyui(fleet: Fleet, name: str) -> None:
     trace = load(f"{FOLDER}/{name}.json")
     status, body = await post_prompt(fleet, trace["request"]["json"])

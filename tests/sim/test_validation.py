@@ -8,22 +8,12 @@ import pytest
 
 from tests.sim.conftest import Sim
 from tests.sim.shapes import assert_same_messages, job_messages, shape
-from tests.support.traces import load, workflow, ws_json_messages
+from tests.support.traces import EXACT_REJECTIONS, load, workflow, ws_json_messages
 
 FOLDER = "07_validation_errors"
-EXACT = [
-    "body_without_prompt_key",
-    "e1_invalid_bad_input_type",
-    "e2_invalid_missing_node_class",
-    "e3_invalid_link_type_mismatch",
-    "e4_invalid_out_of_range_and_missing_input",
-    "e5_invalid_no_output_node",
-    "e6_invalid_loadimage_missing_file",
-    "node_without_class_type",
-]
 
 
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", EXACT_REJECTIONS)
 async def test_rejection_body_is_exactly_comfyuis(sim: Sim, name: str) -> None:
     trace = load(f"{FOLDER}/{name}.json")
     status, body, headers = await sim.request("POST", "/prompt", json=trace["request"]["json"])
@@ -60,13 +50,13 @@ async def test_unusable_body_is_a_plain_text_500(sim: Sim, name: str) -> None:
 async def test_rejected_posts_send_no_websocket_message_but_use_numbers(sim: Sim) -> None:
     client_id = uuid.uuid4().hex
     sock = await sim.ws(client_id)
-    for name in EXACT:
+    for name in EXACT_REJECTIONS:
         payload = load(f"{FOLDER}/{name}.json")["request"]["json"]
         await sim.request("POST", "/prompt", json={**payload, "client_id": client_id})
     await sim.request("POST", "/prompt", json={"prompt": [1, 2, 3]})
     status, body = await sim.post_prompt(workflow("a_empty_save"), client_id=client_id)
     # body_without_prompt_key and the list prompt also took numbers.
-    assert (status, body["number"]) == (200, len(EXACT) + 1)
+    assert (status, body["number"]) == (200, len(EXACT_REJECTIONS) + 1)
     await sock.until_done(body["prompt_id"])
     # Nothing between the connect status and this job's enqueue status.
     assert [m["type"] for m in sock.messages[:3]] == ["status", "status", "status"]

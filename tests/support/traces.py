@@ -11,6 +11,18 @@ import orjson
 COMFY_DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"
 TRACES = COMFY_DATA / "traces"
 WORKFLOWS = COMFY_DATA / "workflows"
+# The recorded POST /prompt refusals whose 400 body a server must repeat exactly (in
+# 07_validation_errors; the stand-in and the fleet are both held to them).
+EXACT_REJECTIONS = [
+    "body_without_prompt_key",
+    "e1_invalid_bad_input_type",
+    "e2_invalid_missing_node_class",
+    "e3_invalid_link_type_mismatch",
+    "e4_invalid_out_of_range_and_missing_input",
+    "e5_invalid_no_output_node",
+    "e6_invalid_loadimage_missing_file",
+    "node_without_class_type",
+]
 
 
 def load(relative: str) -> Any:
